@@ -1,0 +1,263 @@
+"""MySQL read models. They change only through the CDC projection (`cdc_lambda`), except the
+query side's own records (airports, weather alerts, notifications, CDC bookkeeping).
+
+Relations carry no database constraint (`db_constraint=False`): change records for different
+items arrive on different shards in any order, so a booking may land before its customer or
+flight. Every projected row keeps the source item's `version`; a removed item leaves a
+tombstone (`deleted=True`) whose version is one past the last image, so a late change is ignored.
+"""
+
+from django.db import models
+
+
+class Airport(models.Model):
+    """IATA airports, loaded from the `airportsdata` package (`load_airports`)."""
+
+    iata = models.CharField(max_length=3, primary_key=True)
+    icao = models.CharField(max_length=4, blank=True)
+    name = models.CharField(max_length=200)
+    city = models.CharField(max_length=100, db_index=True)
+    subdivision = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=2, db_index=True)
+    tz = models.CharField("time zone", max_length=64)
+    lat = models.FloatField(null=True)
+    lon = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["iata"]
+
+    def __str__(self) -> str:
+        return f"{self.iata} {self.city}"
+
+
+class Projected(models.Model):
+    version = models.PositiveBigIntegerField()
+    deleted = models.BooleanField(default=False)
+    created_at = models.DateTimeField(null=True)
+    updated_at = models.DateTimeField(null=True)
+    projected_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Customer(Projected):
+    customer_id = models.CharField(max_length=64, primary_key=True)
+    full_name = models.CharField(max_length=200, db_index=True)
+    mobile = models.CharField(max_length=32, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+
+    class Meta:
+        ordering = ["customer_id"]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.full_name}"
+
+
+class FlightStatus(models.TextChoices):
+    SCHEDULED = "SCHEDULED"
+    DELAYED = "DELAYED"
+    CANCELLED = "CANCELLED"
+
+
+class Flight(Projected):
+    flight_key = models.CharField(max_length=32, primary_key=True, help_text="<number>#<date>")
+    flight_number = models.CharField(max_length=8)
+    flight_date = models.DateField()
+    origin = models.ForeignKey(Airport, models.DO_NOTHING, db_constraint=False, related_name="+")
+    destination = models.ForeignKey(Airport, models.DO_NOTHING, db_constraint=False, related_name="+")
+    transfers = models.JSONField(default=list, help_text="IATA codes of the transfer stops, in order")
+    departure_time = models.TimeField()
+    arrival_time = models.TimeField()
+    capacity = models.PositiveIntegerField()
+    seats_booked = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=FlightStatus.choices)
+
+    class Meta:
+        ordering = ["flight_date", "flight_number"]
+        indexes = [
+            models.Index(fields=["flight_number", "flight_date"]),
+            models.Index(fields=["flight_date", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flight_number} {self.flight_date}"
+
+    @property
+    def route(self) -> list[str]:
+        return [self.origin_id, *self.transfers, self.destination_id]
+
+
+class StopKind(models.TextChoices):
+    ORIGIN = "ORIGIN"
+    TRANSFER = "TRANSFER"
+    DESTINATION = "DESTINATION"
+
+
+class FlightStop(models.Model):
+    """A flight's route as ordered stops, so "touches city X between dates" is an index lookup
+    on (airport, flight_date) instead of a scan of every route."""
+
+    flight = models.ForeignKey(Flight, models.DO_NOTHING, db_constraint=False, related_name="stops")
+    seq = models.PositiveSmallIntegerField()
+    airport = models.ForeignKey(Airport, models.DO_NOTHING, db_constraint=False, related_name="+")
+    kind = models.CharField(max_length=12, choices=StopKind.choices)
+    flight_date = models.DateField()
+
+    class Meta:
+        ordering = ["flight", "seq"]
+        constraints = [models.UniqueConstraint(fields=["flight", "seq"], name="flightstop_flight_seq")]
+        indexes = [models.Index(fields=["airport", "flight_date", "flight"], name="flightstop_airport_date")]
+
+
+class BookingStatus(models.TextChoices):
+    ORDERED = "ORDERED"
+    CANCELLED = "CANCELLED"
+
+
+class Booking(Projected):
+    """One row per order, denormalised with its flight's route snapshot."""
+
+    order_id = models.CharField(max_length=32, primary_key=True)
+    customer = models.ForeignKey(Customer, models.DO_NOTHING, db_constraint=False, related_name="bookings")
+    flight = models.ForeignKey(Flight, models.DO_NOTHING, db_constraint=False, related_name="bookings")
+    flight_number = models.CharField(max_length=8)
+    flight_date = models.DateField()
+    origin = models.CharField(max_length=3)
+    transfers = models.JSONField(default=list)
+    destination = models.CharField(max_length=3)
+    departure_time = models.TimeField()
+    arrival_time = models.TimeField()
+    status = models.CharField(max_length=10, choices=BookingStatus.choices)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["flight_number", "flight_date", "status"], name="booking_flight_status"),
+            models.Index(fields=["flight", "status"], name="booking_flightkey_status"),
+            models.Index(fields=["customer", "status"], name="booking_customer_status"),
+            models.Index(fields=["status", "flight_date"], name="booking_status_date"),
+            models.Index(fields=["created_at"], name="booking_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.flight_number} {self.flight_date}"
+
+
+class FlightEventKind(models.TextChoices):
+    CANCELLED = "CANCELLED"
+    DELAYED = "DELAYED"
+
+
+class FlightEvent(models.Model):
+    """Domain event the projection emits when a flight is cancelled or delayed (an outbox row,
+    written in the same transaction as the flight). The query side notifies passengers from it."""
+
+    flight = models.ForeignKey(Flight, models.DO_NOTHING, db_constraint=False, related_name="events")
+    kind = models.CharField(max_length=10, choices=FlightEventKind.choices)
+    flight_version = models.PositiveBigIntegerField()
+    detail = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["flight", "kind", "flight_version"], name="flightevent_once")]
+        indexes = [models.Index(fields=["processed_at"], name="flightevent_pending")]
+
+
+class ShardCheckpoint(models.Model):
+    """Where a local consumer (the CDC poller or the DynamoDB-stream bridge) is in a shard."""
+
+    consumer = models.CharField(max_length=32)  # "poller" or "bridge"
+    stream = models.CharField(max_length=256)
+    shard_id = models.CharField(max_length=128)
+    sequence_number = models.CharField(max_length=128, blank=True)
+    records = models.PositiveBigIntegerField(default=0)
+    last_record_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["consumer", "shard_id"]
+        constraints = [models.UniqueConstraint(fields=["consumer", "stream", "shard_id"], name="checkpoint_once")]
+
+    def __str__(self) -> str:
+        return f"{self.consumer} {self.shard_id} @ {self.sequence_number or 'start'}"
+
+
+class AlertKind(models.TextChoices):
+    THUNDERSTORM = "THUNDERSTORM"
+    SNOW = "SNOW"
+    FREEZING_RAIN = "FREEZING_RAIN"
+    LOW_VISIBILITY = "LOW_VISIBILITY"
+    HIGH_WIND = "HIGH_WIND"
+    TYPHOON = "TYPHOON"
+    SANDSTORM = "SANDSTORM"
+    VOLCANIC_ASH = "VOLCANIC_ASH"
+    OTHER = "OTHER"
+
+
+class Severity(models.TextChoices):
+    MINOR = "MINOR"
+    MODERATE = "MODERATE"
+    SEVERE = "SEVERE"
+    EXTREME = "EXTREME"
+
+
+class AlertSource(models.TextChoices):
+    MANUAL = "MANUAL"
+    API = "API"
+    METAR = "METAR"
+    CAP = "CAP"
+
+
+class WeatherAlert(models.Model):
+    """Extreme weather for a city (every airport in it) or a single airport."""
+
+    city = models.CharField(max_length=100, db_index=True)
+    country = models.CharField(max_length=2, blank=True)
+    airport = models.ForeignKey(Airport, models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+")
+    kind = models.CharField(max_length=16, choices=AlertKind.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField()
+    source = models.CharField(max_length=8, choices=AlertSource.choices, default=AlertSource.MANUAL)
+    source_id = models.CharField(max_length=200, blank=True, help_text="the report or CAP identifier, to import once")
+    headline = models.CharField(max_length=200, blank=True)
+    raw_text = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-valid_from"]
+        indexes = [models.Index(fields=["valid_to", "valid_from"], name="alert_window")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.airport_id or self.city} {self.valid_from:%Y-%m-%d %H:%M}"
+
+
+class NotificationStatus(models.TextChoices):
+    SENT = "SENT"
+    FAILED = "FAILED"
+
+
+class Notification(models.Model):
+    """One message to one passenger about one booking for one reason; never sent twice."""
+
+    booking = models.ForeignKey(Booking, models.DO_NOTHING, db_constraint=False, related_name="notifications")
+    customer = models.ForeignKey(Customer, models.DO_NOTHING, db_constraint=False, related_name="notifications")
+    reason = models.CharField(max_length=200, help_text="what it is about, e.g. flight-cancelled:MU5159#2026-12-01")
+    recipient = models.CharField(max_length=254)
+    subject = models.CharField(max_length=200)
+    message = models.TextField()
+    status = models.CharField(max_length=8, choices=NotificationStatus.choices)
+    error = models.TextField(blank=True)
+    sent_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["booking", "reason"], name="notification_once")]
+        indexes = [models.Index(fields=["reason"], name="notification_reason")]
+
+    def __str__(self) -> str:
+        return f"{self.reason} -> {self.customer_id}"

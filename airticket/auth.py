@@ -1,0 +1,86 @@
+"""Stateless bearer tokens.
+
+A token is a signed, timestamped payload (`django.core.signing`) naming a role and, for
+customers, the customer id. The command Lambda verifies it with the shared secret alone:
+no database, no session.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core import signing
+from rest_framework import authentication, exceptions, permissions
+
+_SALT = "airticket.token.v1"
+STAFF = "staff"
+CUSTOMER = "customer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: str
+    customer_id: str | None = None
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role == STAFF
+
+    @property
+    def subject(self) -> str:
+        return STAFF if self.is_staff else f"{CUSTOMER}:{self.customer_id}"
+
+    def may_act_for(self, customer_id: str) -> bool:
+        return self.is_staff or self.customer_id == customer_id
+
+
+def issue_token(*, role: str, customer_id: str | None = None) -> str:
+    if role not in (STAFF, CUSTOMER):
+        raise ValueError(f"unknown role {role!r}")
+    if role == CUSTOMER and not customer_id:
+        raise ValueError("a customer token needs a customer id")
+    payload = {"role": role, "cid": customer_id if role == CUSTOMER else None}
+    return signing.dumps(payload, key=settings.TOKEN_SECRET, salt=_SALT, compress=True)
+
+
+def verify_token(token: str) -> Principal:
+    try:
+        payload = signing.loads(token, key=settings.TOKEN_SECRET, salt=_SALT, max_age=settings.TOKEN_TTL_SECONDS)
+    except signing.SignatureExpired:
+        raise exceptions.AuthenticationFailed("token expired") from None
+    except signing.BadSignature:
+        raise exceptions.AuthenticationFailed("invalid token") from None
+    if not isinstance(payload, dict) or payload.get("role") not in (STAFF, CUSTOMER):
+        raise exceptions.AuthenticationFailed("invalid token")
+    return Principal(role=payload["role"], customer_id=payload.get("cid"))
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
+        try:
+            token = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("invalid token") from None
+        return verify_token(token), token
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class IsStaff(permissions.BasePermission):
+    """Staff token, or a logged-in Django staff user (the admin and the Swagger UI)."""
+
+    message = "staff only"
+
+    def has_permission(self, request, view):
+        user = request.user
+        return bool(user and user.is_authenticated and getattr(user, "is_staff", False))

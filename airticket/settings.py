@@ -1,0 +1,229 @@
+"""The one settings module. Everything comes from the environment.
+
+Local defaults are safe for a laptop (SQLite, moto on loopback, DEBUG on); production
+(`AIRTICKET_ENV=production`) refuses to start with the development secret or DEBUG on.
+A value that cannot be parsed raises ImproperlyConfigured at import time, so a typo in
+an environment variable stops the process instead of surfacing later as odd behaviour.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "dev-insecure-airticket-secret-do-not-use-in-production"
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true/false)")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def env_name(name: str, default: str) -> str:
+    """AWS resource names: letters, digits, '-', '_' and '.', 1-128 chars."""
+    value = env(name, default)
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a valid AWS resource name")
+    return value
+
+
+AIRTICKET_ENV = env("AIRTICKET_ENV", "local")
+if AIRTICKET_ENV not in ("local", "test", "production"):
+    raise ImproperlyConfigured(f"AIRTICKET_ENV={AIRTICKET_ENV!r}: use local, test or production")
+PRODUCTION = AIRTICKET_ENV == "production"
+
+SECRET_KEY = env("SECRET_KEY", DEV_SECRET_KEY)
+DEBUG = env_bool("DEBUG", not PRODUCTION)
+if PRODUCTION and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set in production")
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be off in production")
+if len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters")
+
+ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "bookings",
+    "admin_portal",
+    "cdc_lambda",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "airticket.urls"
+WSGI_APPLICATION = "airticket.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+# SQLite for the zero-setup run; MySQL/MariaDB (RDS/Aurora in production) via DATABASE_URL.
+DATABASE_URL = env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'airticket.sqlite3'}")
+try:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+except Exception as exc:  # dj_database_url raises several types for a bad URL
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+if _db["ENGINE"] == "django.db.backends.mysql":
+    try:  # mysqlclient where it is built (here); PyMySQL where it is not (the Lambda package)
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        import pymysql
+
+        pymysql.version_info = (2, 2, 1, "final", 0)  # Django checks the mysqlclient version
+        pymysql.install_as_MySQLdb()
+    _db.setdefault("OPTIONS", {}).update({"charset": "utf8mb4", "init_command": "SET sql_mode='STRICT_TRANS_TABLES'"})
+    _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+elif _db["ENGINE"] == "django.db.backends.sqlite3":
+    Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # WAL lets the poller write while the web server reads; a busy timeout instead of "database is locked".
+    _db.setdefault("OPTIONS", {}).update({"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"})
+    _db["CONN_MAX_AGE"] = 0
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = env("STATIC_URL", "/static/")
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = DEBUG
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- AWS -------------------------------------------------------------------------------
+# boto3 reads AWS_ENDPOINT_URL, AWS_REGION and credentials from the environment itself;
+# we only read them here to report them and to decide what "local" means.
+AWS_REGION = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
+AWS_ENDPOINT_URL = env("AWS_ENDPOINT_URL")
+DYNAMODB_TABLE = env_name("DYNAMODB_TABLE", "airticket")
+KINESIS_STREAM = env_name("KINESIS_STREAM", "airticket-changes")
+KINESIS_SHARDS = env_int("KINESIS_SHARDS", 2, minimum=1)
+DLQ_QUEUE = env_name("DLQ_QUEUE", "airticket-cdc-dlq")
+CDC_FUNCTION_NAME = env_name("CDC_FUNCTION_NAME", "airticket-cdc")
+
+# --- Tokens ----------------------------------------------------------------------------
+# Signed with TOKEN_SECRET (defaults to SECRET_KEY) so the command Lambda verifies them
+# without a database.
+TOKEN_SECRET = env("TOKEN_SECRET", SECRET_KEY)
+if len(TOKEN_SECRET) < 32:
+    raise ImproperlyConfigured("TOKEN_SECRET must be at least 32 characters")
+TOKEN_TTL_SECONDS = env_int("TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=60)
+IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
+
+# --- CDC -------------------------------------------------------------------------------
+CDC_BATCH_SIZE = env_int("CDC_BATCH_SIZE", 1000, minimum=1)
+CDC_MAX_RETRIES = env_int("CDC_MAX_RETRIES", 5, minimum=0)
+CDC_POLL_INTERVAL_MS = env_int("CDC_POLL_INTERVAL_MS", 200, minimum=10)
+
+# --- Email -----------------------------------------------------------------------------
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "ops@airticket.example")
+
+# --- DRF -------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["airticket.auth.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "airticket.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Air-ticket CQRS API",
+    "DESCRIPTION": "Command API (DynamoDB) and staff query API (MySQL read models).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+# Locally the CDC poller is a process of ours and /healthz checks its heartbeat.
+CDC_LOCAL_POLLER = env_bool("CDC_LOCAL_POLLER", bool(AWS_ENDPOINT_URL))
+CDC_HEARTBEAT_SECONDS = env_int("CDC_HEARTBEAT_SECONDS", 30, minimum=1)

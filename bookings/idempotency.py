@@ -1,0 +1,93 @@
+"""`Idempotency-Key` for POST commands.
+
+The first request with a key claims it (a conditional put of an IN_PROGRESS record scoped to
+the caller), runs, and stores its status and body. A retry with the same key and the same
+body gets that stored response and writes nothing; the same key with another body is 422; a
+retry while the first is still running is 409. A request that crashed (5xx) releases its
+claim so the client can retry. Records expire through DynamoDB TTL.
+"""
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from rest_framework.response import Response
+
+from airticket.errors import BadRequest, Conflict, IdempotencyMismatch, exception_handler
+
+from . import repository as repo
+from .repository import ConditionFailed
+
+HEADER = "Idempotency-Key"
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def _fingerprint(request) -> str:
+    body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
+
+
+def run(request, command: Callable[[], Response]) -> Response:
+    key = request.headers.get(HEADER)
+    if key is None:
+        return command()
+    if not _KEY.fullmatch(key):
+        raise BadRequest("Idempotency-Key must be 1-255 visible ASCII characters", fields={HEADER: "invalid"})
+    record_key = repo.idempotency_key(request.user.subject, key)
+    fingerprint = _fingerprint(request)
+    try:
+        repo.put_new(
+            record_key,
+            {"entity": repo.IDEMPOTENCY, "fingerprint": fingerprint, "state": "IN_PROGRESS", "expires_at": int(time.time()) + settings.IDEMPOTENCY_TTL_SECONDS},
+        )
+    except ConditionFailed:
+        return _replay(record_key, fingerprint)
+    try:
+        response = command()
+    except Exception as exc:
+        status = getattr(exc, "status_code", 500)
+        if status >= 500:
+            repo.delete(record_key)
+        else:
+            _store(record_key, fingerprint, status, _error_body(exc))
+        raise
+    _store(record_key, fingerprint, response.status_code, response.data)
+    return response
+
+
+def _error_body(exc) -> dict:
+    response = exception_handler(exc, {})
+    return response.data if response is not None else {}
+
+
+def _store(record_key: dict, fingerprint: str, status: int, body) -> None:
+    repo.put_replacing(
+        record_key,
+        {
+            "entity": repo.IDEMPOTENCY,
+            "fingerprint": fingerprint,
+            "state": "DONE",
+            "status_code": status,
+            "body": json.dumps(body, default=str),
+            "expires_at": int(time.time()) + settings.IDEMPOTENCY_TTL_SECONDS,
+        },
+        condition="fingerprint = :fp AND #state = :progress",
+        condition_values=repo.values(fp=fingerprint, progress="IN_PROGRESS"),
+        condition_names={"#state": "state"},
+    )
+
+
+def _replay(record_key: dict, fingerprint: str) -> Response:
+    record = repo.get(record_key)
+    if record is None:  # expired or released between our put and get: treat as in progress
+        raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress")
+    if record["fingerprint"] != fingerprint:
+        raise IdempotencyMismatch("this Idempotency-Key was used with a different request", fields={HEADER: "reused"})
+    if record["state"] != "DONE":
+        raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress")
+    response = Response(json.loads(record["body"]), status=record["status_code"])
+    response["Idempotent-Replayed"] = "true"
+    return response

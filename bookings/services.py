@@ -1,0 +1,374 @@
+"""Command-side business rules. Keyword-only, typed; DynamoDB access goes through `repository`.
+
+Concurrency model: every write is conditional. Seat counts are guarded by their own
+condition (`seats_booked < capacity`), so bookings on one flight do not conflict with each
+other, only with a full cabin. A lost race on an item's version is retried here when the
+operation is safe to retry, and surfaces as 409/412 when the caller named a version.
+"""
+
+import random
+import time
+import uuid
+from datetime import UTC, datetime
+
+from airticket.errors import Conflict, NotFound, PreconditionFailed
+
+from . import repository as repo
+from .repository import ConditionFailed
+
+ORDERED, CANCELLED = "ORDERED", "CANCELLED"
+SCHEDULED, DELAYED = "SCHEDULED", "DELAYED"
+FLIGHT_CANCELLED = "CANCELLED"
+_RETRIES = 12
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+
+
+def _public(item: dict) -> dict:
+    return {k: v for k, v in item.items() if k not in ("PK", "SK", "entity")}
+
+
+# --- customers ----------------------------------------------------------------------------
+
+
+def customer_register(*, customer_id: str, full_name: str, mobile: str = "", email: str = "") -> dict:
+    now = _now()
+    item = {
+        "entity": repo.CUSTOMER,
+        "customer_id": customer_id,
+        "full_name": full_name,
+        "mobile": mobile,
+        "email": email,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        repo.put_new(repo.customer_key(customer_id), item)
+    except ConditionFailed:
+        raise Conflict(f"customer {customer_id} already exists", code="customer_exists") from None
+    return item
+
+
+def customer_get(*, customer_id: str) -> dict:
+    profile = repo.get(repo.customer_key(customer_id))
+    if profile is None:
+        raise NotFound(f"customer {customer_id} not found")
+    return _public(profile)
+
+
+def customer_get_with_orders(*, customer_id: str) -> dict:
+    """Profile and orders from one strongly consistent query of the customer's partition."""
+    items = repo.query_partition(f"CUSTOMER#{customer_id}", "")
+    profile = next((i for i in items if i["SK"] == "PROFILE"), None)
+    if profile is None:
+        raise NotFound(f"customer {customer_id} not found")
+    orders = sorted((_public(i) for i in items if i.get("entity") == repo.ORDER), key=lambda o: o["created_at"], reverse=True)
+    return {**_public(profile), "orders": orders}
+
+
+def customer_update(*, customer_id: str, changes: dict, expected_version: int | None = None) -> dict:
+    for attempt in range(_RETRIES):
+        current = customer_get(customer_id=customer_id)
+        if expected_version is not None and current["version"] != expected_version:
+            raise PreconditionFailed(f"customer version is {current['version']}, not {expected_version}")
+        if not changes:
+            return current
+        try:
+            return _public(repo.update_versioned(repo.customer_key(customer_id), changes, expected_version=current["version"], now=_now()))
+        except ConditionFailed:
+            if expected_version is not None:
+                raise PreconditionFailed("customer changed concurrently") from None
+            _backoff(attempt)
+    raise Conflict("customer is being changed concurrently, try again", code="busy")
+
+
+# --- flights --------------------------------------------------------------------------------
+
+
+def flight_create(
+    *,
+    flight_number: str,
+    flight_date: str,
+    origin: str,
+    transfers: list[str],
+    destination: str,
+    departure_time: str,
+    arrival_time: str,
+    capacity: int,
+) -> dict:
+    now = _now()
+    item = {
+        "entity": repo.FLIGHT,
+        "flight_number": flight_number,
+        "flight_date": flight_date,
+        "origin": origin,
+        "transfers": list(transfers),
+        "destination": destination,
+        "departure_time": departure_time,
+        "arrival_time": arrival_time,
+        "capacity": capacity,
+        "seats_booked": 0,
+        "status": SCHEDULED,
+        # Bumped only when the route or times change: bookings check it so their route
+        # snapshot is current, without conflicting with each other on `version`.
+        "schedule_version": 1,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        repo.put_new(repo.flight_key(flight_number, flight_date), item)
+    except ConditionFailed:
+        raise Conflict(f"flight {flight_number} on {flight_date} already exists", code="flight_exists") from None
+    return _public(item)
+
+
+def flight_get(*, flight_number: str, flight_date: str) -> dict:
+    flight = repo.get(repo.flight_key(flight_number, flight_date))
+    if flight is None:
+        raise NotFound(f"flight {flight_number} on {flight_date} not found")
+    return _public(flight)
+
+
+def flight_reschedule(
+    *,
+    flight_number: str,
+    flight_date: str,
+    departure_time: str | None = None,
+    arrival_time: str | None = None,
+    capacity: int | None = None,
+    expected_version: int | None = None,
+) -> dict:
+    """Change times (which marks the flight DELAYED) and/or capacity (never below seats booked)."""
+    for attempt in range(_RETRIES):
+        flight = flight_get(flight_number=flight_number, flight_date=flight_date)
+        if expected_version is not None and flight["version"] != expected_version:
+            raise PreconditionFailed(f"flight version is {flight['version']}, not {expected_version}")
+        if flight["status"] == FLIGHT_CANCELLED:
+            raise Conflict("flight is cancelled", code="flight_cancelled")
+        if capacity is not None and capacity < flight["seats_booked"]:
+            raise Conflict(f"capacity {capacity} is below the {flight['seats_booked']} seats already booked", code="capacity_below_bookings")
+        changes: dict = {}
+        times = {"departure_time": departure_time, "arrival_time": arrival_time}
+        for field, value in times.items():
+            if value is not None and value != flight[field]:
+                changes[field] = value
+        if changes:
+            changes["status"] = DELAYED
+            changes["schedule_version"] = flight.get("schedule_version", 1) + 1
+        if capacity is not None and capacity != flight["capacity"]:
+            changes["capacity"] = capacity
+        if not changes:
+            return flight
+        try:
+            return _public(
+                repo.update_versioned(
+                    repo.flight_key(flight_number, flight_date),
+                    changes,
+                    expected_version=flight["version"],
+                    now=_now(),
+                )
+            )
+        except ConditionFailed:
+            if expected_version is not None:
+                raise PreconditionFailed("flight changed concurrently") from None
+            _backoff(attempt)
+    raise Conflict("flight is being changed concurrently, try again", code="busy")
+
+
+def flight_cancel(*, flight_number: str, flight_date: str) -> dict:
+    """Cancel a flight. Cancelling a cancelled flight is a no-op. Bookings stay as they are:
+    the query side notifies their passengers when the change reaches it."""
+    for attempt in range(_RETRIES):
+        flight = flight_get(flight_number=flight_number, flight_date=flight_date)
+        if flight["status"] == FLIGHT_CANCELLED:
+            return flight
+        try:
+            return _public(
+                repo.update_versioned(
+                    repo.flight_key(flight_number, flight_date),
+                    {"status": FLIGHT_CANCELLED},
+                    expected_version=flight["version"],
+                    now=_now(),
+                )
+            )
+        except ConditionFailed:
+            _backoff(attempt)
+    raise Conflict("flight is being changed concurrently, try again", code="busy")
+
+
+# --- orders ---------------------------------------------------------------------------------
+
+
+def _seat_take(flight: dict, now: str) -> dict:
+    return repo.versioned_update(
+        repo.flight_key(flight["flight_number"], flight["flight_date"]),
+        {},
+        expected_version=None,
+        now=now,
+        increments={"seats_booked": 1},
+        extra_condition="#status <> :cancelled AND seats_booked < #capacity AND schedule_version = :sv",
+        extra_values=repo.values(cancelled=FLIGHT_CANCELLED, sv=flight.get("schedule_version", 1)),
+        extra_names={"#status": "status", "#capacity": "capacity"},
+    )
+
+
+def _seat_free(flight_number: str, flight_date: str, now: str) -> dict:
+    return repo.versioned_update(
+        repo.flight_key(flight_number, flight_date),
+        {},
+        expected_version=None,
+        now=now,
+        increments={"seats_booked": -1},
+        extra_condition="seats_booked > :zero",
+        extra_values=repo.values(zero=0),
+    )
+
+
+def _route(flight: dict) -> dict:
+    return {
+        "flight_number": flight["flight_number"],
+        "flight_date": flight["flight_date"],
+        "origin": flight["origin"],
+        "transfers": flight["transfers"],
+        "destination": flight["destination"],
+        "departure_time": flight["departure_time"],
+        "arrival_time": flight["arrival_time"],
+    }
+
+
+def _bookable_flight(flight_number: str, flight_date: str) -> dict:
+    flight = flight_get(flight_number=flight_number, flight_date=flight_date)
+    if flight["status"] == FLIGHT_CANCELLED:
+        raise Conflict(f"flight {flight_number} on {flight_date} is cancelled", code="flight_cancelled")
+    if flight["seats_booked"] >= flight["capacity"]:
+        raise Conflict(f"flight {flight_number} on {flight_date} is full", code="flight_full")
+    return flight
+
+
+def _guard(customer_id: str, flight: dict, order_id: str, now: str) -> dict:
+    return repo.put_action(
+        repo.guard_key(customer_id, flight["flight_number"], flight["flight_date"]),
+        {"entity": repo.BOOKING_GUARD, "order_id": order_id, "created_at": now},
+    )
+
+
+def _guard_release(customer_id: str, flight_number: str, flight_date: str, order_id: str) -> dict:
+    return repo.delete_action(
+        repo.guard_key(customer_id, flight_number, flight_date),
+        condition="order_id = :oid",
+        condition_values=repo.values(oid=order_id),
+    )
+
+
+def order_place(*, customer_id: str, flight_number: str, flight_date: str) -> dict:
+    """Book a seat: the order, its guard and the flight's seat count change in one transaction."""
+    for attempt in range(_RETRIES):
+        flight = _bookable_flight(flight_number, flight_date)
+        now = _now()
+        order_id = uuid.uuid4().hex
+        order = {
+            "entity": repo.ORDER,
+            "order_id": order_id,
+            "customer_id": customer_id,
+            **_route(flight),
+            "status": ORDERED,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        actions = [
+            repo.check_exists_action(repo.customer_key(customer_id)),
+            _guard(customer_id, flight, order_id, now),
+            _seat_take(flight, now),
+            repo.put_action(repo.order_key(customer_id, order_id), order),
+        ]
+        try:
+            repo.transact(actions)
+            return _public(order)
+        except ConditionFailed as exc:
+            if exc.failed(0):
+                raise NotFound(f"customer {customer_id} not found") from None
+            if exc.failed(1):
+                raise Conflict(f"customer {customer_id} already holds a booking on {flight_number} {flight_date}", code="already_booked") from None
+            # The flight changed (full, cancelled, rescheduled) or the transaction collided:
+            # re-read and try again; `_bookable_flight` raises the right error if it is final.
+            _backoff(attempt)
+    raise Conflict("flight is too busy, try again", code="busy")
+
+
+def order_list(*, customer_id: str) -> list[dict]:
+    return customer_get_with_orders(customer_id=customer_id)["orders"]
+
+
+def order_get(*, customer_id: str, order_id: str) -> dict:
+    order = repo.get(repo.order_key(customer_id, order_id))
+    if order is None:
+        raise NotFound(f"order {order_id} not found")
+    return _public(order)
+
+
+def order_cancel(*, customer_id: str, order_id: str) -> dict:
+    """Cancel a booking and free its seat. Cancelling a cancelled order is a no-op."""
+    for attempt in range(_RETRIES):
+        order = order_get(customer_id=customer_id, order_id=order_id)
+        if order["status"] == CANCELLED:
+            return order
+        now = _now()
+        actions = [
+            repo.versioned_update(repo.order_key(customer_id, order_id), {"status": CANCELLED}, expected_version=order["version"], now=now),
+            _seat_free(order["flight_number"], order["flight_date"], now),
+            _guard_release(customer_id, order["flight_number"], order["flight_date"], order_id),
+        ]
+        try:
+            repo.transact(actions)
+            return {**order, "status": CANCELLED, "version": order["version"] + 1, "updated_at": now}
+        except ConditionFailed:
+            _backoff(attempt)
+    raise Conflict("order is being changed concurrently, try again", code="busy")
+
+
+def order_change(
+    *,
+    customer_id: str,
+    order_id: str,
+    flight_number: str,
+    flight_date: str,
+    expected_version: int | None = None,
+) -> dict:
+    """Move a booking to another flight or date: frees the old seat, takes the new one."""
+    for attempt in range(_RETRIES):
+        order = order_get(customer_id=customer_id, order_id=order_id)
+        if expected_version is not None and order["version"] != expected_version:
+            raise PreconditionFailed(f"order version is {order['version']}, not {expected_version}")
+        if order["status"] != ORDERED:
+            raise Conflict("only an ORDERED booking can be changed", code="order_not_active")
+        if (order["flight_number"], order["flight_date"]) == (flight_number, flight_date):
+            return order
+        flight = _bookable_flight(flight_number, flight_date)
+        now = _now()
+        changes = _route(flight)
+        actions = [
+            repo.versioned_update(repo.order_key(customer_id, order_id), changes, expected_version=order["version"], now=now),
+            _guard(customer_id, flight, order_id, now),
+            _seat_take(flight, now),
+            _seat_free(order["flight_number"], order["flight_date"], now),
+            _guard_release(customer_id, order["flight_number"], order["flight_date"], order_id),
+        ]
+        try:
+            repo.transact(actions)
+            return {**order, **changes, "version": order["version"] + 1, "updated_at": now}
+        except ConditionFailed as exc:
+            if exc.failed(1):
+                raise Conflict(f"customer {customer_id} already holds a booking on {flight_number} {flight_date}", code="already_booked") from None
+            if exc.failed(0) and expected_version is not None:
+                raise PreconditionFailed("order changed concurrently") from None
+            _backoff(attempt)
+    raise Conflict("order is being changed concurrently, try again", code="busy")
