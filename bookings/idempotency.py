@@ -41,7 +41,12 @@ def run(request, command: Callable[[], Response]) -> Response:
     try:
         repo.put_new(
             record_key,
-            {"entity": repo.IDEMPOTENCY, "fingerprint": fingerprint, "state": "IN_PROGRESS", "expires_at": int(time.time()) + settings.IDEMPOTENCY_TTL_SECONDS},
+            {
+                "entity": repo.IDEMPOTENCY,
+                "fingerprint": fingerprint,
+                "state": "IN_PROGRESS",
+                "expires_at": int(time.time()) + settings.IDEMPOTENCY_TTL_SECONDS,
+            },
         )
     except ConditionFailed:
         return _replay(record_key, fingerprint)

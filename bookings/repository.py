@@ -99,12 +99,20 @@ def get(key: dict) -> dict | None:
     return unmarshal(item) if item else None
 
 
-def query_partition(pk: str, sk_prefix: str) -> list[dict]:
+def query_partition(pk: str, sk_prefix: str = "") -> list[dict]:
+    """Every item of a partition, or those whose SK starts with `sk_prefix`.
+
+    DynamoDB rejects an empty string as a key value, even inside begins_with, so no prefix
+    means no sort-key condition at all."""
     items: list[dict] = []
+    if sk_prefix:
+        condition, condition_values = "PK = :pk AND begins_with(SK, :prefix)", values(pk=pk, prefix=sk_prefix)
+    else:
+        condition, condition_values = "PK = :pk", values(pk=pk)
     kwargs = {
         "TableName": _table(),
-        "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-        "ExpressionAttributeValues": values(pk=pk, prefix=sk_prefix),
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": condition_values,
         "ConsistentRead": True,
     }
     while True:
@@ -145,9 +153,13 @@ def delete(key: dict) -> None:
     aws.dynamodb().delete_item(TableName=_table(), Key=marshal(key))
 
 
-def update_versioned(key: dict, changes: dict, *, expected_version: int, now: str, extra_condition: str = "", extra_values: dict | None = None) -> dict:
+def update_versioned(
+    key: dict, changes: dict, *, expected_version: int, now: str, extra_condition: str = "", extra_values: dict | None = None
+) -> dict:
     """SET the changed fields, bump the version, only if the stored version is `expected_version`."""
-    action = versioned_update(key, changes, expected_version=expected_version, now=now, extra_condition=extra_condition, extra_values=extra_values)
+    action = versioned_update(
+        key, changes, expected_version=expected_version, now=now, extra_condition=extra_condition, extra_values=extra_values
+    )
     try:
         response = aws.dynamodb().update_item(**action, ReturnValues="ALL_NEW")
     except ClientError as exc:
@@ -155,7 +167,17 @@ def update_versioned(key: dict, changes: dict, *, expected_version: int, now: st
     return unmarshal(response["Attributes"])
 
 
-def versioned_update(key: dict, changes: dict, *, expected_version: int | None, now: str, extra_condition: str = "", extra_values: dict | None = None, extra_names: dict | None = None, increments: dict | None = None) -> dict:
+def versioned_update(
+    key: dict,
+    changes: dict,
+    *,
+    expected_version: int | None,
+    now: str,
+    extra_condition: str = "",
+    extra_values: dict | None = None,
+    extra_names: dict | None = None,
+    increments: dict | None = None,
+) -> dict:
     """An Update action (for update_item or a transaction) that bumps `version` atomically.
 
     `expected_version=None` skips the version check (used for counters guarded by their own
@@ -195,7 +217,14 @@ def put_action(key: dict, attributes: dict) -> dict:
 
 
 def delete_action(key: dict, *, condition: str, condition_values: dict) -> dict:
-    return {"Delete": {"TableName": _table(), "Key": marshal(key), "ConditionExpression": condition, "ExpressionAttributeValues": condition_values}}
+    return {
+        "Delete": {
+            "TableName": _table(),
+            "Key": marshal(key),
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": condition_values,
+        }
+    }
 
 
 def check_exists_action(key: dict) -> dict:

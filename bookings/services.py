@@ -65,7 +65,7 @@ def customer_get(*, customer_id: str) -> dict:
 
 def customer_get_with_orders(*, customer_id: str) -> dict:
     """Profile and orders from one strongly consistent query of the customer's partition."""
-    items = repo.query_partition(f"CUSTOMER#{customer_id}", "")
+    items = repo.query_partition(f"CUSTOMER#{customer_id}")
     profile = next((i for i in items if i["SK"] == "PROFILE"), None)
     if profile is None:
         raise NotFound(f"customer {customer_id} not found")
@@ -154,7 +154,9 @@ def flight_reschedule(
         if flight["status"] == FLIGHT_CANCELLED:
             raise Conflict("flight is cancelled", code="flight_cancelled")
         if capacity is not None and capacity < flight["seats_booked"]:
-            raise Conflict(f"capacity {capacity} is below the {flight['seats_booked']} seats already booked", code="capacity_below_bookings")
+            raise Conflict(
+                f"capacity {capacity} is below the {flight['seats_booked']} seats already booked", code="capacity_below_bookings"
+            )
         changes: dict = {}
         times = {"departure_time": departure_time, "arrival_time": arrival_time}
         for field, value in times.items():
@@ -297,7 +299,9 @@ def order_place(*, customer_id: str, flight_number: str, flight_date: str) -> di
             if exc.failed(0):
                 raise NotFound(f"customer {customer_id} not found") from None
             if exc.failed(1):
-                raise Conflict(f"customer {customer_id} already holds a booking on {flight_number} {flight_date}", code="already_booked") from None
+                raise Conflict(
+                    f"customer {customer_id} already holds a booking on {flight_number} {flight_date}", code="already_booked"
+                ) from None
             # The flight changed (full, cancelled, rescheduled) or the transaction collided:
             # re-read and try again; `_bookable_flight` raises the right error if it is final.
             _backoff(attempt)
@@ -367,7 +371,9 @@ def order_change(
             return {**order, **changes, "version": order["version"] + 1, "updated_at": now}
         except ConditionFailed as exc:
             if exc.failed(1):
-                raise Conflict(f"customer {customer_id} already holds a booking on {flight_number} {flight_date}", code="already_booked") from None
+                raise Conflict(
+                    f"customer {customer_id} already holds a booking on {flight_number} {flight_date}", code="already_booked"
+                ) from None
             if exc.failed(0) and expected_version is not None:
                 raise PreconditionFailed("order changed concurrently") from None
             _backoff(attempt)

@@ -24,7 +24,9 @@ from .serializers import (
     OrderPlaceSerializer,
 )
 
-IDEMPOTENCY_HEADER = OpenApiParameter(idempotency.HEADER, str, OpenApiParameter.HEADER, description="replays the first response for the same key and body")
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    idempotency.HEADER, str, OpenApiParameter.HEADER, description="replays the first response for the same key and body"
+)
 IF_MATCH_HEADER = OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, description="the version you read; a stale one is 412")
 
 
