@@ -109,6 +109,9 @@ class FlightStop(models.Model):
         constraints = [models.UniqueConstraint(fields=["flight", "seq"], name="flightstop_flight_seq")]
         indexes = [models.Index(fields=["airport", "flight_date", "flight"], name="flightstop_airport_date")]
 
+    def __str__(self) -> str:
+        return f"{self.flight_id} #{self.seq} {self.airport_id}"
+
 
 class BookingStatus(models.TextChoices):
     ORDERED = "ORDERED"
@@ -164,6 +167,9 @@ class FlightEvent(models.Model):
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["flight", "kind", "flight_version"], name="flightevent_once")]
         indexes = [models.Index(fields=["processed_at"], name="flightevent_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.flight_id} v{self.flight_version}"
 
 
 class ShardCheckpoint(models.Model):

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "airticket",
     "bookings",
     "admin_portal",
     "cdc_lambda",

@@ -1,0 +1,45 @@
+# make run    - the whole local system (moto, CDC bridge and poller, web) on 127.0.0.1:8000
+# make test   - lint and the full test suite (MariaDB, moto, chromium)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MARIADB_URL ?= mysql://root@127.0.0.1:3306/airticket
+
+.PHONY: install run test lint format bench package clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	@# mysqlclient needs a C client library; without one, settings fall back to PyMySQL.
+	$(BIN)/pip install -q mysqlclient==2.3.2 || echo "mysqlclient did not build; using PyMySQL"
+	touch $@
+
+run: install
+	$(BIN)/python manage.py runlocal
+
+test: install
+	bin/ensure-test-services
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DATABASE_URL=$(MARIADB_URL) $(BIN)/pytest -n 2 --dist loadgroup
+	@# The projection must also work on SQLite (the zero-setup local database).
+	DATABASE_URL=sqlite:///$(CURDIR)/var/test-cdc.sqlite3 $(BIN)/pytest tests/cdc -q
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	bin/ensure-test-services
+	$(BIN)/python bench/cdc_bench.py
+	$(BIN)/python bench/query_bench.py
+
+clean:
+	rm -rf $(VENV) var test-artifacts staticfiles

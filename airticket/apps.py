@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AirticketConfig(AppConfig):
+    name = "airticket"
+    verbose_name = "Air-ticket project"
