@@ -7,6 +7,7 @@ flight. Every projected row keeps the source item's `version`; a removed item le
 tombstone (`deleted=True`) whose version is one past the last image, so a late change is ignored.
 """
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -240,8 +241,23 @@ class WeatherAlert(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.airport_id or self.city} {self.valid_from:%Y-%m-%d %H:%M}"
 
+    def clean(self):
+        """An alert names a city or an airport (whose city it then takes) and a non-empty window."""
+        if self.airport_id and not self.city:
+            airport = Airport.objects.filter(iata=self.airport_id).first()
+            if airport is None:
+                raise ValidationError({"airport": f"unknown airport {self.airport_id}"})
+            self.city, self.country = airport.city, airport.country
+        if not self.city:
+            raise ValidationError({"city": "give a city or an airport"})
+        if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
+            raise ValidationError({"valid_to": "must be after valid_from"})
+
 
 class NotificationStatus(models.TextChoices):
+    # PENDING is the claim a sender inserts before sending, so two concurrent senders never
+    # both send; a claim left behind by a crash is retried once it is stale.
+    PENDING = "PENDING"
     SENT = "SENT"
     FAILED = "FAILED"
 
