@@ -228,3 +228,8 @@ LOGGING = {
 # Locally the CDC poller is a process of ours and /healthz checks its heartbeat.
 CDC_LOCAL_POLLER = env_bool("CDC_LOCAL_POLLER", bool(AWS_ENDPOINT_URL))
 CDC_HEARTBEAT_SECONDS = env_int("CDC_HEARTBEAT_SECONDS", 30, minimum=1)
+
+# Staff "truncate" wipes the write model; only for local demos (runlocal turns it on).
+AIRTICKET_ALLOW_TRUNCATE = env_bool("AIRTICKET_ALLOW_TRUNCATE", False)
+if PRODUCTION and AIRTICKET_ALLOW_TRUNCATE:
+    raise ImproperlyConfigured("AIRTICKET_ALLOW_TRUNCATE must be off in production")

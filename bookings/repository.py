@@ -256,3 +256,23 @@ def _raise_condition(exc: ClientError):
     if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
         raise ConditionFailed(["ConditionalCheckFailed"]) from None
     raise exc
+
+
+def scan_keys() -> list[dict]:
+    """Every item's key. Only for maintenance (truncate); never on a request path."""
+    keys: list[dict] = []
+    kwargs = {"TableName": _table(), "ProjectionExpression": "PK, SK"}
+    while True:
+        response = aws.dynamodb().scan(**kwargs)
+        keys.extend(response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return keys
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def delete_many(raw_keys: list[dict]) -> None:
+    """Delete by marshalled keys, 25 per request (DynamoDB's batch limit), retrying leftovers."""
+    for start in range(0, len(raw_keys), 25):
+        requests = {_table(): [{"DeleteRequest": {"Key": key}} for key in raw_keys[start : start + 25]]}
+        while requests:
+            requests = aws.dynamodb().batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}

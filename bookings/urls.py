@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import ops_views, views
 
 # Path segments are matched loosely and validated by serializers, so a malformed id is a
 # 400 naming the field rather than a bare 404.
@@ -13,4 +13,6 @@ urlpatterns = [
     path("flights", views.FlightListView.as_view(), name="flight-list"),
     path("flights/<str:flight_number>/<str:flight_date>", views.FlightDetailView.as_view(), name="flight-detail"),
     path("flights/<str:flight_number>/<str:flight_date>/cancel", views.FlightCancelView.as_view(), name="flight-cancel"),
+    path("ops/init", ops_views.InitView.as_view(), name="ops-init"),
+    path("ops/truncate", ops_views.TruncateView.as_view(), name="ops-truncate"),
 ]
