@@ -5,6 +5,9 @@ the caller), runs, and stores its status and body. A retry with the same key and
 body gets that stored response and writes nothing; the same key with another body is 422; a
 retry while the first is still running is 409. A request that crashed (5xx) releases its
 claim so the client can retry. Records expire through DynamoDB TTL.
+
+Views validate the request (and the caller's right to make it) before calling `run`, so a
+rejected request writes nothing and leaves its key free for the corrected retry.
 """
 
 import hashlib
@@ -59,7 +62,7 @@ def run(request, command: Callable[[], Response]) -> Response:
         else:
             _store(record_key, fingerprint, status, _error_body(exc))
         raise
-    _store(record_key, fingerprint, response.status_code, response.data)
+    _store(record_key, fingerprint, response.status_code, response.data, response.get("ETag"))
     return response
 
 
@@ -68,7 +71,7 @@ def _error_body(exc) -> dict:
     return response.data if response is not None else {}
 
 
-def _store(record_key: dict, fingerprint: str, status: int, body) -> None:
+def _store(record_key: dict, fingerprint: str, status: int, body, etag: str | None = None) -> None:
     repo.put_replacing(
         record_key,
         {
@@ -77,6 +80,7 @@ def _store(record_key: dict, fingerprint: str, status: int, body) -> None:
             "state": "DONE",
             "status_code": status,
             "body": json.dumps(body, default=str),
+            "etag": etag,
             "expires_at": int(time.time()) + settings.IDEMPOTENCY_TTL_SECONDS,
         },
         condition="fingerprint = :fp AND #state = :progress",
@@ -94,5 +98,7 @@ def _replay(record_key: dict, fingerprint: str) -> Response:
     if record["state"] != "DONE":
         raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress")
     response = Response(json.loads(record["body"]), status=record["status_code"])
+    if record.get("etag"):
+        response["ETag"] = record["etag"]
     response["Idempotent-Replayed"] = "true"
     return response

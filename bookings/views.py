@@ -65,13 +65,10 @@ class CustomerScoped(APIView):
 class CustomerListView(APIView):
     @extend_schema(request=CustomerCreateSerializer, parameters=[IDEMPOTENCY_HEADER], responses={201: dict})
     def post(self, request):
-        def command():
-            data = validated(CustomerCreateSerializer, request.data)
-            if not request.user.may_act_for(data["customer_id"]):
-                raise PermissionDenied("this token may not register that customer")
-            return versioned(services.customer_register(**data), status.HTTP_201_CREATED)
-
-        return idempotency.run(request, command)
+        data = validated(CustomerCreateSerializer, request.data)
+        if not request.user.may_act_for(data["customer_id"]):
+            raise PermissionDenied("this token may not register that customer")
+        return idempotency.run(request, lambda: versioned(services.customer_register(**data), status.HTTP_201_CREATED))
 
 
 class CustomerDetailView(CustomerScoped):
@@ -95,12 +92,8 @@ class OrderListView(CustomerScoped):
     @extend_schema(request=OrderPlaceSerializer, parameters=[IDEMPOTENCY_HEADER], responses={201: dict})
     def post(self, request, **kwargs):
         customer_id = self.customer_id(request, kwargs)
-
-        def command():
-            data = validated(OrderPlaceSerializer, request.data)
-            return versioned(services.order_place(customer_id=customer_id, **data), status.HTTP_201_CREATED)
-
-        return idempotency.run(request, command)
+        data = validated(OrderPlaceSerializer, request.data)
+        return idempotency.run(request, lambda: versioned(services.order_place(customer_id=customer_id, **data), status.HTTP_201_CREATED))
 
 
 class OrderScoped(CustomerScoped):
@@ -133,11 +126,8 @@ class FlightListView(APIView):
 
     @extend_schema(request=FlightCreateSerializer, parameters=[IDEMPOTENCY_HEADER], responses={201: dict})
     def post(self, request):
-        def command():
-            data = validated(FlightCreateSerializer, request.data)
-            return versioned(services.flight_create(**data), status.HTTP_201_CREATED)
-
-        return idempotency.run(request, command)
+        data = validated(FlightCreateSerializer, request.data)
+        return idempotency.run(request, lambda: versioned(services.flight_create(**data), status.HTTP_201_CREATED))
 
 
 class FlightDetailView(APIView):

@@ -1,0 +1,175 @@
+import pytest
+
+from bookings import services
+from tests.bookings.api import (
+    CUSTOMERS,
+    FLIGHTS,
+    booking,
+    cancel_order_url,
+    error,
+    place_order,
+    post,
+    seats_booked,
+    stored_customer,
+    stored_flight,
+    stored_orders,
+    table_items,
+)
+from tests.factories import flight_data, make_customer, make_flight
+
+
+def replayed(first, second) -> bool:
+    return (
+        second.status_code == first.status_code
+        and second.json() == first.json()
+        and second.get("Idempotent-Replayed") == "true"
+        and second.get("ETag") == first.get("ETag")
+    )
+
+
+def test_a_retried_order_with_the_same_key_replays_the_first_response_and_books_one_seat(as_customer):
+    make_customer("alice")
+    flight = make_flight()
+    alice = as_customer("alice")
+    first = place_order(alice, "alice", flight, idempotency_key="order-1")
+    assert first.status_code == 201, first.json()
+    state = table_items()
+    second = place_order(alice, "alice", flight, idempotency_key="order-1")
+    assert replayed(first, second)
+    assert table_items() == state
+    assert seats_booked(flight) == 1
+    assert len(stored_orders("alice")) == 1
+
+
+def test_a_retried_registration_replays_201_instead_of_409(as_customer):
+    body = {"customer_id": "alice", "full_name": "Alice"}
+    alice = as_customer("alice")
+    first = post(alice, CUSTOMERS, body, idempotency_key="reg")
+    state = table_items()
+    second = post(alice, CUSTOMERS, body, idempotency_key="reg")
+    assert first.status_code == 201
+    assert replayed(first, second)
+    assert table_items() == state
+
+
+def test_a_retried_flight_creation_replays_the_first_response(staff):
+    data = flight_data()
+    first = post(staff, FLIGHTS, data, idempotency_key="flight")
+    state = table_items()
+    second = post(staff, FLIGHTS, data, idempotency_key="flight")
+    assert first.status_code == 201
+    assert replayed(first, second)
+    assert table_items() == state
+
+
+def test_a_retried_cancel_replays_the_first_response(as_customer):
+    make_customer("alice")
+    flight = make_flight()
+    order = services.order_place(customer_id="alice", **booking(flight))
+    alice = as_customer("alice")
+    first = post(alice, cancel_order_url("alice", order["order_id"]), idempotency_key="cancel")
+    state = table_items()
+    second = post(alice, cancel_order_url("alice", order["order_id"]), idempotency_key="cancel")
+    assert first.json()["status"] == "CANCELLED"
+    assert replayed(first, second)
+    assert table_items() == state
+
+
+def test_the_same_key_with_another_body_is_422_and_writes_nothing(as_customer):
+    make_customer("alice")
+    first_flight, other_flight = make_flight(), make_flight()
+    alice = as_customer("alice")
+    assert place_order(alice, "alice", first_flight, idempotency_key="k").status_code == 201
+    state = table_items()
+    r = place_order(alice, "alice", other_flight, idempotency_key="k")
+    assert r.status_code == 422
+    assert error(r)["code"] == "idempotency_key_reused"
+    assert "Idempotency-Key" in error(r)["fields"]
+    assert table_items() == state
+
+
+def test_the_same_key_on_another_path_is_422(as_customer):
+    for customer_id in ("alice", "bob"):
+        make_customer(customer_id)
+    flight = make_flight()
+    staff_like = as_customer("alice")
+    assert place_order(staff_like, "alice", flight, idempotency_key="k").status_code == 201
+    r = post(staff_like, CUSTOMERS, {"customer_id": "alice", "full_name": "Alice"}, idempotency_key="k")
+    assert r.status_code == 422
+
+
+def test_idempotency_keys_are_scoped_per_caller(as_customer):
+    flight = make_flight()
+    for customer_id in ("alice", "bob"):
+        make_customer(customer_id)
+        r = place_order(as_customer(customer_id), customer_id, flight, idempotency_key="same-key")
+        assert r.status_code == 201, r.json()
+        assert r.get("Idempotent-Replayed") is None
+    assert seats_booked(flight) == 2
+
+
+def test_a_request_rejected_as_invalid_does_not_use_up_its_key(as_customer):
+    make_customer("alice")
+    flight = make_flight()
+    alice = as_customer("alice")
+    state = table_items()
+    r = post(alice, f"{CUSTOMERS}/alice/orders", {"flight_number": flight["flight_number"]}, idempotency_key="k")
+    assert r.status_code == 400
+    assert table_items() == state
+    assert place_order(alice, "alice", flight, idempotency_key="k").status_code == 201
+
+
+def test_a_conflict_is_replayed_as_the_first_answer(as_customer):
+    flight = make_flight(capacity=1)
+    for customer_id in ("alice", "bob"):
+        make_customer(customer_id)
+    bob_order = services.order_place(customer_id="bob", **booking(flight))
+    alice = as_customer("alice")
+    first = place_order(alice, "alice", flight, idempotency_key="k")
+    assert first.status_code == 409
+    services.order_cancel(customer_id="bob", order_id=bob_order["order_id"])
+    assert replayed(first, place_order(alice, "alice", flight, idempotency_key="k"))
+    assert seats_booked(flight) == 0
+
+
+def test_a_retry_while_the_first_request_is_still_running_is_409(as_customer, monkeypatch):
+    make_customer("alice")
+    flight = make_flight()
+    alice = as_customer("alice")
+    overlapping = []
+    place = services.order_place
+
+    def place_while_the_client_retries(**kwargs):
+        overlapping.append(place_order(alice, "alice", flight, idempotency_key="k"))
+        return place(**kwargs)
+
+    monkeypatch.setattr(services, "order_place", place_while_the_client_retries)
+    assert place_order(alice, "alice", flight, idempotency_key="k").status_code == 201
+    [retry] = overlapping
+    assert retry.status_code == 409
+    assert error(retry)["code"] == "idempotency_in_progress"
+    assert seats_booked(flight) == 1
+
+
+def test_a_request_that_crashed_releases_its_key_for_a_retry(as_customer, monkeypatch):
+    make_customer("alice")
+    flight = make_flight()
+    alice = as_customer("alice")
+
+    def crash(**kwargs):
+        raise RuntimeError("DynamoDB fell over")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "order_place", crash)
+        with pytest.raises(RuntimeError):
+            place_order(alice, "alice", flight, idempotency_key="k")
+    assert place_order(alice, "alice", flight, idempotency_key="k").status_code == 201
+    assert seats_booked(flight) == 1
+
+
+def test_a_post_without_a_key_is_not_recorded(as_customer):
+    alice = as_customer("alice")
+    post(alice, CUSTOMERS, {"customer_id": "alice", "full_name": "Alice"})
+    assert [item["PK"] for item in table_items()] == ["CUSTOMER#alice"]
+    assert stored_customer("alice") is not None
+    assert stored_flight({"flight_number": "MU1", "flight_date": "2030-01-01"}) is None
