@@ -221,7 +221,7 @@ class AlertSource(models.TextChoices):
 class WeatherAlert(models.Model):
     """Extreme weather for a city (every airport in it) or a single airport."""
 
-    city = models.CharField(max_length=100, db_index=True)
+    city = models.CharField(max_length=100, db_index=True, blank=True, help_text="taken from the airport when only an airport is given")
     country = models.CharField(max_length=2, blank=True)
     airport = models.ForeignKey(Airport, models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+")
     kind = models.CharField(max_length=16, choices=AlertKind.choices)
