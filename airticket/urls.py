@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from admin_portal.apis import NotificationApi
 from airticket import health
 
 urlpatterns = [
+    path("api/v1/query/", include("admin_portal.urls")),
+    path("api/v1/notifications", NotificationApi.as_view(), name="notifications"),
     path("api/v1/", include("bookings.urls")),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -1,0 +1,159 @@
+"""Read-side questions staff ask, as keyword-only selectors over the read models.
+
+Every passenger selector returns a `Booking` queryset, so the API, the admin and the
+notification service share one definition of "the passengers of X". Bookings are matched to
+places through `FlightStop` (origin, each transfer, destination), whose
+(airport, flight_date, flight) index turns "touches city X between dates" into a range scan.
+
+Customers are attached with `prefetch_related`, not a join: the projection may apply a booking
+before its customer (they travel on different shards), and an inner join would hide it.
+"""
+
+import operator
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import reduce
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .models import Airport, Booking, BookingStatus, Customer, FlightStop, WeatherAlert
+
+# How many customers a name search may expand to before it is refined: keeps the booking
+# lookup an index probe per customer instead of a scan.
+NAME_SEARCH_LIMIT = 1000
+
+
+def booking_base(*, status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
+    """Live bookings (tombstones dropped), optionally of one status."""
+    bookings = Booking.objects.filter(deleted=False)
+    if status:
+        bookings = bookings.filter(status=status)
+    return bookings
+
+
+def customer_of(booking: Booking) -> Customer | None:
+    """The booking's (prefetched) customer, or None while the projection has not got it yet."""
+    try:
+        return booking.customer
+    except Customer.DoesNotExist:
+        return None
+
+
+def passenger_list_by_flight(*, flight_number: str, flight_date: date, status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
+    bookings = booking_base(status=status).filter(flight_number=flight_number, flight_date=flight_date)
+    return bookings.order_by("order_id").prefetch_related("customer")
+
+
+def airport_codes_for_place(*, place: str) -> list[str]:
+    """A 3-letter IATA code names that airport; anything else is a city name (every airport in
+    it, case-insensitively)."""
+    place = place.strip()
+    if len(place) == 3 and place.isalpha() and Airport.objects.filter(iata=place.upper()).exists():
+        return [place.upper()]
+    return list(Airport.objects.filter(city__iexact=place).values_list("iata", flat=True))
+
+
+def flight_keys_touching(*, airports: list[str], date_from: date | None = None, date_to: date | None = None) -> QuerySet:
+    """Flights with a stop (origin, transfer or destination) at one of `airports` on a date in
+    [date_from, date_to] (either end open when None), as a subquery of flight keys."""
+    stops = FlightStop.objects.filter(airport_id__in=airports)
+    if date_from:
+        stops = stops.filter(flight_date__gte=date_from)
+    if date_to:
+        stops = stops.filter(flight_date__lte=date_to)
+    return stops.values("flight_id")
+
+
+def passenger_list_by_city(
+    *, city: str, date_from: date | None = None, date_to: date | None = None, status: str | None = BookingStatus.ORDERED
+) -> QuerySet[Booking]:
+    airports = airport_codes_for_place(place=city)
+    if not airports:
+        return Booking.objects.none()
+    touching = flight_keys_touching(airports=airports, date_from=date_from, date_to=date_to)
+    bookings = booking_base(status=status).filter(flight_id__in=touching)
+    return bookings.order_by("flight_date", "flight_id", "order_id").prefetch_related("customer")
+
+
+def weather_alert_list(*, active_at: datetime | None = None, city: str = "") -> QuerySet[WeatherAlert]:
+    alerts = WeatherAlert.objects.all()
+    if active_at is not None:
+        alerts = alerts.filter(valid_from__lte=active_at, valid_to__gt=active_at)
+    if city:
+        alerts = alerts.filter(Q(city__iexact=city) | Q(airport_id=city.upper()))
+    return alerts.order_by("-valid_from", "-id")
+
+
+@dataclass(frozen=True)
+class AlertFootprint:
+    """The airports an alert covers and, per airport, the local flight dates inside its window."""
+
+    dates_by_airport: dict[str, tuple[date, date]]
+
+    def stops_q(self) -> Q | None:
+        # Airports sharing a date range (one city, one time zone) share a single IN clause.
+        by_range: dict[tuple[date, date], list[str]] = defaultdict(list)
+        for code, window in self.dates_by_airport.items():
+            by_range[window].append(code)
+        parts = [Q(airport_id__in=sorted(codes), flight_date__range=window) for window, codes in by_range.items()]
+        return reduce(operator.or_, parts) if parts else None
+
+
+def _local_dates(*, valid_from: datetime, valid_to: datetime, tz_name: str) -> tuple[date, date]:
+    """The local calendar days that overlap the half-open window [valid_from, valid_to)."""
+    try:
+        tz = ZoneInfo(tz_name) if tz_name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    last_instant = valid_to - timedelta(microseconds=1)
+    return valid_from.astimezone(tz).date(), last_instant.astimezone(tz).date()
+
+
+def alert_footprint(*, alert: WeatherAlert) -> AlertFootprint:
+    airports = Airport.objects.all()
+    if alert.airport_id:
+        airports = airports.filter(iata=alert.airport_id)
+    else:
+        airports = airports.filter(city__iexact=alert.city)
+        if alert.country:
+            airports = airports.filter(country=alert.country)
+    dates = {
+        code: _local_dates(valid_from=alert.valid_from, valid_to=alert.valid_to, tz_name=tz)
+        for code, tz in airports.values_list("iata", "tz")
+    }
+    if alert.airport_id and alert.airport_id not in dates:
+        # An airport missing from the loaded airport data still has flights: use UTC dates.
+        dates[alert.airport_id] = _local_dates(valid_from=alert.valid_from, valid_to=alert.valid_to, tz_name="UTC")
+    return AlertFootprint(dates_by_airport=dates)
+
+
+def passenger_list_by_alerts(*, alerts: list[WeatherAlert], status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
+    """Bookings whose flight touches an alerted city or airport on a local date inside the
+    alert's validity window."""
+    parts = [q for alert in alerts if (q := alert_footprint(alert=alert).stops_q()) is not None]
+    if not parts:
+        return Booking.objects.none()
+    touching = FlightStop.objects.filter(reduce(operator.or_, parts)).values("flight_id")
+    bookings = booking_base(status=status).filter(flight_id__in=touching)
+    return bookings.order_by("flight_date", "flight_id", "order_id").prefetch_related("customer")
+
+
+def passenger_list_by_weather(*, at: datetime | None = None, status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
+    """Passengers affected by every alert valid at `at` (default: now)."""
+    alerts = list(weather_alert_list(active_at=at or timezone.now()))
+    return passenger_list_by_alerts(alerts=alerts, status=status)
+
+
+def customer_list(*, search: str = "") -> QuerySet[Customer]:
+    """Live customers; `search` matches a customer id or a name prefix (both indexed)."""
+    customers = Customer.objects.filter(deleted=False)
+    if search:
+        customers = customers.filter(Q(customer_id__istartswith=search) | Q(full_name__istartswith=search))
+    return customers.order_by("customer_id")
+
+
+def customer_ids_by_name(*, prefix: str, limit: int = NAME_SEARCH_LIMIT) -> list[str]:
+    return list(Customer.objects.filter(full_name__istartswith=prefix).values_list("customer_id", flat=True)[:limit])

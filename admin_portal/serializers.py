@@ -1,0 +1,138 @@
+"""Output shapes and write inputs of the query API. Thin: no queries, no rules."""
+
+import re
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from airticket.airports import is_known_iata
+
+from .models import AlertKind, Booking, Customer, Severity, WeatherAlert
+from .selectors import customer_of
+
+REASON = re.compile(r"[A-Za-z0-9:#@._\-]{1,100}")
+
+
+class CustomerOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Customer
+        fields = ["customer_id", "full_name", "mobile", "email", "version", "created_at", "updated_at"]
+
+
+class PassengerCustomer(serializers.Serializer):
+    customer_id = serializers.CharField()
+    full_name = serializers.CharField(allow_null=True)
+    mobile = serializers.CharField(allow_null=True)
+    email = serializers.CharField(allow_null=True)
+
+
+class PassengerOutput(serializers.ModelSerializer):
+    """One row per booking: who, how to reach them, the order and its flight."""
+
+    customer = serializers.SerializerMethodField()
+    route = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Booking
+        fields = [
+            "order_id",
+            "status",
+            "customer",
+            "flight_number",
+            "flight_date",
+            "origin",
+            "transfers",
+            "destination",
+            "route",
+            "departure_time",
+            "arrival_time",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_customer(self, booking) -> PassengerCustomer:
+        # Prefetched; None while the projection has the booking but not yet its customer.
+        customer = customer_of(booking)
+        return {
+            "customer_id": booking.customer_id,
+            "full_name": customer.full_name if customer else None,
+            "mobile": customer.mobile if customer else None,
+            "email": customer.email if customer else None,
+        }
+
+    def get_route(self, booking) -> list[str]:
+        return [booking.origin, *booking.transfers, booking.destination]
+
+
+class WeatherAlertOutput(serializers.ModelSerializer):
+    airport = serializers.CharField(source="airport_id", allow_null=True)
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = WeatherAlert
+        fields = [
+            "id",
+            "city",
+            "country",
+            "airport",
+            "kind",
+            "severity",
+            "valid_from",
+            "valid_to",
+            "active",
+            "source",
+            "source_id",
+            "headline",
+            "raw_text",
+            "created_at",
+        ]
+
+    def get_active(self, alert) -> bool:
+        return alert.valid_from <= timezone.now() < alert.valid_to
+
+
+class WeatherAlertInput(serializers.Serializer):
+    city = serializers.CharField(max_length=100, required=False, default="")
+    country = serializers.RegexField(r"^[A-Z]{2}$", required=False, default="")
+    airport = serializers.RegexField(r"^[A-Z]{3}$", required=False, allow_null=True, default=None)
+    kind = serializers.ChoiceField(choices=AlertKind.choices)
+    severity = serializers.ChoiceField(choices=Severity.choices)
+    valid_from = serializers.DateTimeField()
+    valid_to = serializers.DateTimeField()
+    source_id = serializers.CharField(max_length=200, required=False, default="")
+    headline = serializers.CharField(max_length=200, required=False, default="")
+    raw_text = serializers.CharField(max_length=10000, required=False, default="")
+
+    def validate_airport(self, value):
+        if value and not is_known_iata(value):
+            raise serializers.ValidationError("unknown IATA airport code")
+        return value
+
+
+class NotifyInput(serializers.Serializer):
+    """The message, and the passengers selected by the same fields as GET passengers (validated
+    there, by `PassengerFilter`; declared here so the schema shows them)."""
+
+    flight_number = serializers.CharField(required=False, help_text="with flight_date: the passengers of a flight")
+    flight_date = serializers.CharField(required=False, help_text="YYYY-MM-DD")
+    status = serializers.CharField(required=False, help_text="booking status, default ORDERED")
+    city = serializers.CharField(required=False, help_text="a city name or IATA code: origin, transfer or destination")
+    date_from = serializers.CharField(required=False, help_text="YYYY-MM-DD, inclusive")
+    date_to = serializers.CharField(required=False, help_text="YYYY-MM-DD, inclusive")
+    weather = serializers.CharField(required=False, help_text="'active' or an alert id")
+    subject = serializers.CharField(max_length=200)
+    message = serializers.CharField(max_length=5000)
+    reason = serializers.RegexField(
+        f"^(?:{REASON.pattern})$",
+        required=False,
+        help_text="what the message is about; a passenger gets one message per reason (default: derived from the text)",
+    )
+
+
+class NotifyOutput(serializers.Serializer):
+    selected = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    skipped = serializers.IntegerField(help_text="already notified for this reason")
+    failed = serializers.IntegerField()
+    reason = serializers.CharField()

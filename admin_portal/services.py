@@ -1,0 +1,263 @@
+"""Query-side writes: weather alerts and passenger notifications.
+
+Notifications are exactly-once per (booking, reason) by a claim: a sender first inserts the
+row as PENDING (the unique constraint lets only one sender win), then sends, then marks it
+SENT or FAILED. A FAILED row, or a PENDING claim older than `STALE_CLAIM` (its sender
+crashed between claim and send), may be claimed again by a conditional update, so a retry
+sends what is missing and nothing twice.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from . import selectors
+from .models import (
+    AlertSource,
+    Booking,
+    BookingStatus,
+    Customer,
+    Flight,
+    FlightEvent,
+    FlightEventKind,
+    Notification,
+    NotificationStatus,
+    WeatherAlert,
+)
+
+log = logging.getLogger(__name__)
+
+STALE_CLAIM = timedelta(minutes=10)
+CHUNK = 500
+
+
+@dataclass
+class NotifyResult:
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def selected(self) -> int:
+        return self.sent + self.skipped + self.failed
+
+    def as_dict(self) -> dict:
+        return {"selected": self.selected, "sent": self.sent, "skipped": self.skipped, "failed": self.failed}
+
+
+def message_reason(*, subject: str, message: str) -> str:
+    """Staff messages are "the same reason" when they say the same thing."""
+    digest = hashlib.sha256(f"{subject}\n{message}".encode()).hexdigest()[:20]
+    return f"message:{digest}"
+
+
+def _claim(*, booking: Booking, customer: Customer | None, reason: str, subject: str, body: str, sent_by: str) -> Notification | None:
+    """The notification row this sender now owns, or None when another sender has it."""
+    recipient = customer.email if customer else ""
+    try:
+        with transaction.atomic():
+            return Notification.objects.create(
+                booking_id=booking.pk,
+                customer_id=booking.customer_id,
+                reason=reason,
+                recipient=recipient,
+                subject=subject[:200],
+                message=body,
+                status=NotificationStatus.PENDING,
+                sent_by=sent_by[:150],
+            )
+    except IntegrityError:
+        pass
+    existing = Notification.objects.filter(booking_id=booking.pk, reason=reason).first()
+    if existing is None or existing.status == NotificationStatus.SENT:
+        return None
+    retryable = Notification.objects.filter(pk=existing.pk, status=NotificationStatus.FAILED)
+    if existing.status == NotificationStatus.PENDING:
+        retryable = Notification.objects.filter(
+            pk=existing.pk, status=NotificationStatus.PENDING, created_at__lt=timezone.now() - STALE_CLAIM
+        )
+    now = timezone.now()
+    won = retryable.update(status=NotificationStatus.PENDING, created_at=now, recipient=recipient, subject=subject[:200], message=body)
+    if not won:
+        return None
+    existing.status, existing.created_at, existing.recipient, existing.subject, existing.message = (
+        NotificationStatus.PENDING,
+        now,
+        recipient,
+        subject[:200],
+        body,
+    )
+    return existing
+
+
+def _send(*, notification: Notification, connection) -> str:
+    """Send one claimed notification; returns the error, or "" when sent."""
+    if not notification.recipient:
+        return "no email address for this customer in the read model"
+    try:
+        EmailMessage(
+            subject=notification.subject,
+            body=notification.message,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[notification.recipient],
+            connection=connection,
+        ).send()
+    except Exception as exc:  # any transport failure is recorded on the row and retried later
+        return f"{type(exc).__name__}: {exc}"[:1000]
+    return ""
+
+
+def _personal(*, booking: Booking, customer: Customer | None, message: str) -> str:
+    name = customer.full_name if customer else booking.customer_id
+    route = " -> ".join([booking.origin, *booking.transfers, booking.destination])
+    return (
+        f"Dear {name},\n\n{message}\n\n"
+        f"Your booking {booking.order_id}: flight {booking.flight_number} on {booking.flight_date:%Y-%m-%d}, {route}, "
+        f"departing {booking.departure_time:%H:%M}.\n"
+    )
+
+
+def passengers_notify(*, bookings: QuerySet[Booking], reason: str, subject: str, message: str, sent_by: str = "") -> NotifyResult:
+    """Email every passenger of `bookings` once for `reason`; already notified ones are skipped."""
+    result = NotifyResult()
+    connection = get_connection(fail_silently=False)
+    with connection:
+        for booking in bookings.prefetch_related("customer").iterator(chunk_size=CHUNK):
+            customer = selectors.customer_of(booking)
+            claimed = _claim(
+                booking=booking,
+                customer=customer,
+                reason=reason,
+                subject=subject,
+                body=_personal(booking=booking, customer=customer, message=message),
+                sent_by=sent_by,
+            )
+            if claimed is None:
+                result.skipped += 1
+                continue
+            error = _send(notification=claimed, connection=connection)
+            status = NotificationStatus.FAILED if error else NotificationStatus.SENT
+            Notification.objects.filter(pk=claimed.pk).update(status=status, error=error)
+            if error:
+                result.failed += 1
+                result.errors.append(f"{booking.order_id}: {error}")
+            else:
+                result.sent += 1
+    log.info("notified %s for %s: %s", bookings.model.__name__, reason, result.as_dict())
+    return result
+
+
+# --- flight events (cancelled / delayed), written by the CDC projection -----------------------
+
+
+def flight_event_reason(*, event: FlightEvent) -> str:
+    if event.kind == FlightEventKind.CANCELLED:
+        return f"flight-cancelled:{event.flight_id}"
+    # Each delay is news: a second delay of the same flight notifies again.
+    return f"flight-delayed:{event.flight_id}:v{event.flight_version}"
+
+
+def _flight_event_text(*, event: FlightEvent, flight: Flight | None) -> tuple[str, str]:
+    number, _, day = event.flight_id.partition("#")
+    if event.kind == FlightEventKind.CANCELLED:
+        return (
+            f"Flight {number} on {day} is cancelled",
+            f"We are sorry: flight {number} on {day} has been cancelled. Please contact us to rebook or for a refund.",
+        )
+    departure = event.detail.get("departure_time") or (flight and f"{flight.departure_time:%H:%M}") or "a later time"
+    arrival = event.detail.get("arrival_time") or (flight and f"{flight.arrival_time:%H:%M}") or "later"
+    return (
+        f"Flight {number} on {day} is delayed",
+        f"Flight {number} on {day} has been rescheduled: it now departs at {departure} and arrives at {arrival}.",
+    )
+
+
+def flight_event_notify(*, event: FlightEvent) -> NotifyResult:
+    flight = Flight.objects.filter(pk=event.flight_id).first()
+    subject, message = _flight_event_text(event=event, flight=flight)
+    bookings = selectors.booking_base(status=BookingStatus.ORDERED).filter(flight_id=event.flight_id).order_by("order_id")
+    return passengers_notify(
+        bookings=bookings, reason=flight_event_reason(event=event), subject=subject, message=message, sent_by="flight-events"
+    )
+
+
+def flight_events_process(*, limit: int = 100) -> int:
+    """Notify the passengers of pending flight events, oldest first; returns how many events
+    were processed. Safe to run from several processes at once: notifications are claimed
+    per passenger, and an event is marked processed only after its passengers were handled."""
+    events = list(FlightEvent.objects.filter(processed_at__isnull=True).order_by("created_at", "id")[:limit])
+    for event in events:
+        result = flight_event_notify(event=event)
+        FlightEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(processed_at=timezone.now())
+        log.info("flight event %s %s %s: %s", event.pk, event.kind, event.flight_id, result.as_dict())
+    return len(events)
+
+
+# --- weather alerts ---------------------------------------------------------------------------
+
+
+def weather_alert_create(
+    *,
+    kind: str,
+    severity: str,
+    valid_from: datetime,
+    valid_to: datetime,
+    city: str = "",
+    country: str = "",
+    airport: str | None = None,
+    source: str = AlertSource.MANUAL,
+    source_id: str = "",
+    headline: str = "",
+    raw_text: str = "",
+) -> WeatherAlert:
+    """Validate and store an alert. An alert with the same source and source id is returned
+    as it is, so re-importing a report is a no-op."""
+    if source_id:
+        existing = WeatherAlert.objects.filter(source=source, source_id=source_id).first()
+        if existing is not None:
+            return existing
+    alert = WeatherAlert(
+        kind=kind,
+        severity=severity,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        city=city,
+        country=country,
+        airport_id=airport or None,
+        source=source,
+        source_id=source_id,
+        headline=headline[:200],
+        raw_text=raw_text,
+    )
+    alert.full_clean()
+    alert.save()
+    return alert
+
+
+def weather_alert_expire(*, alert: WeatherAlert, at: datetime | None = None) -> WeatherAlert:
+    """End an alert now (an alert already over keeps its end)."""
+    at = at or timezone.now()
+    if alert.valid_to > at:
+        alert.valid_to = max(at, alert.valid_from)
+        alert.save(update_fields=["valid_to"])
+    return alert
+
+
+def weather_alert_notify(*, alert: WeatherAlert, message: str = "", sent_by: str = "") -> NotifyResult:
+    place = alert.airport_id or alert.city
+    subject = f"Weather warning for {place}: your flight may be affected"
+    text = message or (
+        f"{alert.headline or alert.get_kind_display()} ({alert.get_severity_display().lower()}) is expected at {place} "
+        f"between {alert.valid_from:%Y-%m-%d %H:%M} and {alert.valid_to:%Y-%m-%d %H:%M} UTC. "
+        "Your flight may be delayed, diverted or cancelled; we will keep you informed."
+    )
+    bookings = selectors.passenger_list_by_alerts(alerts=[alert])
+    return passengers_notify(bookings=bookings, reason=f"weather-alert:{alert.pk}", subject=subject, message=text, sent_by=sent_by)

@@ -1,0 +1,222 @@
+from datetime import date, timedelta
+
+import pytest
+from django.core import mail
+
+from admin_portal.models import Notification, WeatherAlert
+from tests.admin_portal.factories import BookingFactory, CustomerFactory, WeatherAlertFactory, airport, make_flight
+
+DAY = date(2026, 12, 10)
+PASSENGERS = "/api/v1/query/passengers"
+
+
+def order_ids(response) -> set[str]:
+    return {row["order_id"] for row in response.json()["results"]}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/query/customers",
+        f"{PASSENGERS}?flight_number=MU5159&flight_date=2026-12-10",
+        "/api/v1/query/weather-alerts",
+    ],
+)
+def test_the_query_api_refuses_anonymous_callers_and_customer_tokens(path, anonymous_api, customer_api):
+    assert anonymous_api.get(path).status_code == 401
+    response = customer_api.get(path)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+
+
+def test_customer_tokens_may_not_notify_passengers(customer_api):
+    body = {"flight_number": "MU5159", "flight_date": "2026-12-10", "subject": "s", "message": "m"}
+    assert customer_api.post("/api/v1/notifications", body, format="json").status_code == 403
+
+
+def test_staff_lists_the_passengers_of_a_flight_with_their_contact_and_route(staff_api):
+    flight = make_flight(number="MU5159", day=DAY, route=("PVG", "PEK", "CAN"))
+    booking = BookingFactory(flight=flight, customer=CustomerFactory(customer_id="alice", full_name="Alice", email="alice@example.com"))
+    BookingFactory(flight=flight, status="CANCELLED")
+
+    response = staff_api.get(PASSENGERS, {"flight_number": "MU5159", "flight_date": "2026-12-10"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 1 and body["next"] is None and body["previous"] is None
+    [row] = body["results"]
+    assert row["order_id"] == booking.order_id
+    assert row["status"] == "ORDERED"
+    assert row["customer"] == {"customer_id": "alice", "full_name": "Alice", "mobile": "+86 138 0000 0000", "email": "alice@example.com"}
+    assert row["route"] == ["PVG", "PEK", "CAN"]
+    assert row["flight_number"] == "MU5159" and row["flight_date"] == "2026-12-10"
+
+
+def test_the_status_filter_selects_cancelled_bookings(staff_api):
+    flight = make_flight(number="MU5159", day=DAY)
+    BookingFactory(flight=flight)
+    cancelled = BookingFactory(flight=flight, status="CANCELLED")
+
+    response = staff_api.get(PASSENGERS, {"flight_number": "MU5159", "flight_date": "2026-12-10", "status": "CANCELLED"})
+
+    assert order_ids(response) == {cancelled.order_id}
+
+
+def test_staff_finds_the_bookings_through_a_city_including_transfer_only_stops(staff_api):
+    transfer = BookingFactory(flight=make_flight(day=DAY, route=("CAN", "SHA", "NRT")))
+    origin = BookingFactory(flight=make_flight(day=DAY + timedelta(days=6), route=("PVG", "PEK")))
+    BookingFactory(flight=make_flight(day=DAY + timedelta(days=7), route=("PVG", "PEK")))
+    BookingFactory(flight=make_flight(day=DAY, route=("CAN", "PEK")))
+
+    response = staff_api.get(PASSENGERS, {"city": "Shanghai", "date_from": "2026-12-10", "date_to": "2026-12-16"})
+
+    assert response.status_code == 200
+    assert order_ids(response) == {transfer.order_id, origin.order_id}
+
+
+def test_staff_lists_the_passengers_under_active_weather(staff_api):
+    WeatherAlertFactory(city="Shanghai")
+    airport("SHA")
+    hit = BookingFactory(flight=make_flight(day=date.today(), route=("CAN", "SHA", "NRT")))
+    BookingFactory(flight=make_flight(day=date.today() + timedelta(days=5), route=("CAN", "SHA", "NRT")))
+
+    response = staff_api.get(PASSENGERS, {"weather": "active"})
+
+    assert order_ids(response) == {hit.order_id}
+
+
+def test_pages_carry_count_next_and_previous(staff_api):
+    flight = make_flight(number="MU5159", day=DAY)
+    BookingFactory.create_batch(5, flight=flight)
+    query = {"flight_number": "MU5159", "flight_date": "2026-12-10", "page_size": 2}
+
+    first = staff_api.get(PASSENGERS, {**query, "page": 1}).json()
+    last = staff_api.get(PASSENGERS, {**query, "page": 3}).json()
+
+    assert first["count"] == 5 and len(first["results"]) == 2
+    assert "page=2" in first["next"] and first["previous"] is None
+    assert len(last["results"]) == 1 and last["next"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({"flight_number": "MU5159", "flight_date": "10/12/2026"}, "flight_date"),
+        ({"flight_number": "MU5159", "flight_date": "2026-02-30"}, "flight_date"),
+        ({"flight_number": "MU5159' OR '1'='1", "flight_date": "2026-12-10"}, "flight_number"),
+        ({"flight_number": "MU5159"}, "flight_date"),
+        ({"flight_number": "MU5159", "flight_date": "2026-12-10", "status": "BOARDED"}, "status"),
+        ({"flight_number": "MU5159", "flight_date": "2026-12-10", "page": "-1"}, "page"),
+        ({"flight_number": "MU5159", "flight_date": "2026-12-10", "page": "0"}, "page"),
+        ({"flight_number": "MU5159", "flight_date": "2026-12-10", "page_size": "100000"}, "page_size"),
+        ({"flight_number": "MU5159", "flight_date": "2026-12-10", "flight_no": "x"}, "flight_no"),
+        ({"city": "'; DROP TABLE admin_portal_booking; --"}, "city"),
+        ({"city": "Shanghai", "date_from": "2026-12-10", "date_to": "2026-12-01"}, "date_to"),
+        ({"city": "Shanghai", "date_from": "yesterday"}, "date_from"),
+        ({"date_from": "2026-12-10"}, "city"),
+        ({"weather": "sunny"}, "weather"),
+        ({"weather": "active", "city": "Shanghai"}, "non_field_errors"),
+        ({}, "non_field_errors"),
+    ],
+)
+def test_bad_passenger_parameters_are_a_400_naming_the_parameter(staff_api, query, parameter):
+    response = staff_api.get(PASSENGERS, query)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert parameter in error["fields"]
+
+
+def test_customers_are_searched_by_id_or_name_prefix(staff_api):
+    CustomerFactory(customer_id="alice", full_name="Alice Liddell")
+    CustomerFactory(customer_id="bob", full_name="Bob Builder")
+
+    response = staff_api.get("/api/v1/query/customers", {"search": "Ali"})
+
+    assert response.status_code == 200
+    assert [c["customer_id"] for c in response.json()["results"]] == ["alice"]
+    assert staff_api.get("/api/v1/query/customers", {"search": "x' OR 1=1 --"}).status_code == 400
+
+
+def test_staff_creates_lists_and_expires_a_weather_alert(staff_api):
+    airport("PVG")
+    body = {
+        "airport": "PVG",
+        "kind": "TYPHOON",
+        "severity": "EXTREME",
+        "valid_from": "2026-01-01T00:00:00Z",
+        "valid_to": "2099-01-01T00:00:00Z",
+        "headline": "Typhoon In-fa",
+    }
+
+    created = staff_api.post("/api/v1/query/weather-alerts", body, format="json")
+
+    assert created.status_code == 201, created.json()
+    alert = created.json()
+    assert alert["city"] == "Shanghai" and alert["country"] == "CN" and alert["source"] == "API" and alert["active"] is True
+    listed = staff_api.get("/api/v1/query/weather-alerts", {"active": "true"}).json()
+    assert [a["id"] for a in listed["results"]] == [alert["id"]]
+
+    expired = staff_api.post(f"/api/v1/query/weather-alerts/{alert['id']}/expire")
+
+    assert expired.status_code == 200 and expired.json()["active"] is False
+    assert staff_api.get("/api/v1/query/weather-alerts", {"active": "true"}).json()["count"] == 0
+    assert staff_api.get(f"/api/v1/query/weather-alerts/{alert['id']}").json()["active"] is False
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"valid_to": "2025-01-01T00:00:00Z"}, "valid_to"),
+        ({"airport": "ZZZ"}, "airport"),
+        ({"airport": None}, "city"),
+        ({"kind": "DRIZZLE"}, "kind"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_an_invalid_weather_alert_is_a_400_naming_the_field(staff_api, change, field):
+    body = {
+        "airport": "PVG",
+        "kind": "SNOW",
+        "severity": "SEVERE",
+        "valid_from": "2026-01-01T00:00:00Z",
+        "valid_to": "2026-01-02T00:00:00Z",
+    }
+    airport("PVG")
+    response = staff_api.post("/api/v1/query/weather-alerts", {**body, **change}, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["fields"]
+    assert not WeatherAlert.objects.exists()
+
+
+def test_notifying_a_flight_sends_once_and_then_reports_everyone_as_skipped(staff_api):
+    flight = make_flight(number="MU5159", day=DAY)
+    BookingFactory.create_batch(3, flight=flight)
+    body = {"flight_number": "MU5159", "flight_date": "2026-12-10", "subject": "Gate change", "message": "Your gate is now B12."}
+
+    first = staff_api.post("/api/v1/notifications", body, format="json")
+    again = staff_api.post("/api/v1/notifications", body, format="json")
+
+    assert first.status_code == 200, first.json()
+    assert first.json() | {"reason": ""} == {"selected": 3, "sent": 3, "skipped": 0, "failed": 0, "reason": ""}
+    assert again.json()["sent"] == 0 and again.json()["skipped"] == 3
+    assert len(mail.outbox) == 3
+    assert Notification.objects.filter(status="SENT").count() == 3
+    assert "Your gate is now B12." in mail.outbox[0].body
+
+
+def test_a_notification_with_a_bad_selection_is_a_400_and_sends_nothing(staff_api):
+    body = {"city": "Shanghai", "date_from": "soon", "subject": "s", "message": "m"}
+    response = staff_api.post("/api/v1/notifications", body, format="json")
+    assert response.status_code == 400
+    assert "date_from" in response.json()["error"]["fields"]
+    assert not mail.outbox
+
+
+def test_the_schema_documents_both_the_command_and_the_query_side(staff_api):
+    response = staff_api.get("/api/v1/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"/api/v1/customers", "/api/v1/query/passengers", "/api/v1/query/customers", "/api/v1/notifications"} <= set(paths)
+    parameters = {p["name"] for p in paths["/api/v1/query/passengers"]["get"]["parameters"]}
+    assert {"flight_number", "flight_date", "status", "city", "date_from", "date_to", "weather", "page"} <= parameters
