@@ -41,5 +41,21 @@ bench: install
 	$(BIN)/python bench/cdc_bench.py
 	$(BIN)/python bench/query_bench.py
 
+# Lambda packages, built from a lean virtualenv with only requirements.txt (+ Zappa itself):
+# no test tooling, and PyMySQL instead of a mysqlclient linked to this machine's libmariadb.
+LAMBDA_VENV := .venv-lambda
+$(LAMBDA_VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install -q -r requirements.txt zappa==0.63.0
+	touch $@
+
+package: $(LAMBDA_VENV)/.installed
+	mkdir -p dist
+	for stage in command cdc query; do \
+		VIRTUAL_ENV=$(CURDIR)/$(LAMBDA_VENV) PATH=$(CURDIR)/$(LAMBDA_VENV)/bin:$$PATH \
+			$(LAMBDA_VENV)/bin/zappa package $$stage -o dist/$$stage.zip || exit 1; \
+	done
+	ls -l dist
+
 clean:
-	rm -rf $(VENV) var test-artifacts staticfiles
+	rm -rf $(VENV) $(LAMBDA_VENV) dist var test-artifacts staticfiles
