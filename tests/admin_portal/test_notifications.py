@@ -1,0 +1,143 @@
+import threading
+from datetime import date, timedelta
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from admin_portal import selectors, services
+from admin_portal.models import FlightEvent, Notification
+from tests.admin_portal.factories import BookingFactory, CustomerFactory, FlightEventFactory, WeatherAlertFactory, make_flight
+
+DAY = date(2026, 12, 10)
+
+
+def flight_passengers(flight):
+    return selectors.passenger_list_by_flight(flight_number=flight.flight_number, flight_date=flight.flight_date)
+
+
+@pytest.mark.django_db
+def test_a_passenger_is_notified_once_per_reason_but_again_for_a_new_reason():
+    flight = make_flight(day=DAY)
+    BookingFactory.create_batch(2, flight=flight)
+
+    first = services.passengers_notify(bookings=flight_passengers(flight), reason="r1", subject="s", message="m")
+    repeat = services.passengers_notify(bookings=flight_passengers(flight), reason="r1", subject="s", message="m")
+    other = services.passengers_notify(bookings=flight_passengers(flight), reason="r2", subject="s", message="m")
+
+    assert (first.sent, repeat.skipped, other.sent) == (2, 2, 2)
+    assert len(mail.outbox) == 4
+
+
+@pytest.mark.django_db
+def test_a_failed_send_is_recorded_and_retried_by_the_next_send():
+    flight = make_flight(day=DAY)
+    BookingFactory(flight=flight, customer=CustomerFactory(email=""))
+
+    failed = services.passengers_notify(bookings=flight_passengers(flight), reason="r", subject="s", message="m")
+    Notification.objects.update(recipient="")  # still no address: fails again, is not skipped
+    again = services.passengers_notify(bookings=flight_passengers(flight), reason="r", subject="s", message="m")
+
+    assert failed.failed == 1 and again.failed == 1 and again.skipped == 0
+    [row] = Notification.objects.all()
+    assert row.status == "FAILED" and "no email address" in row.error
+    assert not mail.outbox
+
+
+@pytest.mark.django_db
+def test_a_stale_claim_left_by_a_crashed_sender_is_sent_but_a_fresh_one_is_left_alone():
+    flight = make_flight(day=DAY)
+    booking = BookingFactory(flight=flight)
+    Notification.objects.create(
+        booking=booking, customer=booking.customer, reason="r", recipient="x@example.com", subject="s", message="m", status="PENDING"
+    )
+
+    fresh = services.passengers_notify(bookings=flight_passengers(flight), reason="r", subject="s", message="m")
+    Notification.objects.update(created_at=timezone.now() - services.STALE_CLAIM - timedelta(seconds=1))
+    stale = services.passengers_notify(bookings=flight_passengers(flight), reason="r", subject="s", message="m")
+
+    assert fresh.skipped == 1 and stale.sent == 1
+    assert Notification.objects.get().status == "SENT"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_senders_notify_each_passenger_exactly_once():
+    flight = make_flight(day=DAY)
+    BookingFactory.create_batch(20, flight=flight)
+    results, barrier = [], threading.Barrier(4)
+
+    def send():
+        try:
+            barrier.wait()
+            results.append(services.passengers_notify(bookings=flight_passengers(flight), reason="storm", subject="s", message="m"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(r.sent for r in results) == 20
+    assert sum(r.skipped for r in results) == 60
+    assert len(mail.outbox) == 20
+    assert Notification.objects.filter(reason="storm", status="SENT").count() == 20
+
+
+@pytest.mark.django_db
+def test_a_cancelled_flight_notifies_every_ordered_passenger_once_and_marks_the_event_processed():
+    flight = make_flight(number="MU5159", day=DAY, status="CANCELLED")
+    BookingFactory.create_batch(3, flight=flight)
+    BookingFactory(flight=flight, status="CANCELLED")
+    event = FlightEventFactory(flight=flight, kind="CANCELLED")
+
+    assert services.flight_events_process() == 1
+    assert services.flight_events_process() == 0
+
+    event.refresh_from_db()
+    assert event.processed_at is not None
+    assert len(mail.outbox) == 3
+    assert mail.outbox[0].subject == "Flight MU5159 on 2026-12-10 is cancelled"
+    assert set(Notification.objects.values_list("reason", flat=True)) == {"flight-cancelled:MU5159#2026-12-10"}
+
+
+@pytest.mark.django_db
+def test_each_delay_of_a_flight_is_news_but_a_replayed_event_is_not():
+    flight = make_flight(number="MU5159", day=DAY, status="DELAYED")
+    BookingFactory(flight=flight)
+    FlightEventFactory(flight=flight, kind="DELAYED", flight_version=2, detail={"departure_time": "09:30", "arrival_time": "14:00"})
+    services.flight_events_process()
+    FlightEvent.objects.update(processed_at=None)  # delivered again
+    services.flight_events_process()
+    FlightEventFactory(flight=flight, kind="DELAYED", flight_version=3)
+    services.flight_events_process()
+
+    assert len(mail.outbox) == 2
+    assert "now departs at 09:30 and arrives at 14:00" in mail.outbox[0].body
+
+
+@pytest.mark.django_db
+def test_the_notify_flight_events_command_processes_pending_events():
+    flight = make_flight(day=DAY, status="CANCELLED")
+    BookingFactory(flight=flight)
+    FlightEventFactory(flight=flight)
+
+    call_command("notify_flight_events")
+
+    assert len(mail.outbox) == 1
+    assert not FlightEvent.objects.filter(processed_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_notifying_a_weather_alert_reaches_its_passengers_once():
+    alert = WeatherAlertFactory(city="Shanghai")
+    BookingFactory(flight=make_flight(day=date.today(), route=("CAN", "PVG", "NRT")))
+
+    first = services.weather_alert_notify(alert=alert)
+    second = services.weather_alert_notify(alert=alert)
+
+    assert (first.sent, second.skipped) == (1, 1)
+    assert "Weather warning for Shanghai" in mail.outbox[0].subject
