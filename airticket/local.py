@@ -166,6 +166,7 @@ def run(out=sys.stdout) -> int:
             raise SystemExit("[runlocal] moto server did not answer")
         for step in (
             ["provision_aws"],
+            ["ensure_database"],
             ["migrate", "--noinput", "-v", "0"],
             ["load_airports"],
             ["load_demo_schedule"],
