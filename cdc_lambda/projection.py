@@ -1,0 +1,169 @@
+"""Apply a batch of decoded changes to the read models: a constant number of bulk statements
+in one transaction, on MySQL/MariaDB and on SQLite.
+
+Per batch: one conditional upsert per entity table; for flights first one locking SELECT of
+the stored versions (to know whose route stops to replace), then one DELETE and one INSERT of
+stops; and one INSERT of flight events that ignores duplicates. (Very large batches are split
+into chunks only to stay under the driver's parameter limit.)
+
+Every upsert is conditional on the incoming version being newer than the stored one, inside
+the statement itself, so a stale or repeated change is a no-op even without the SELECT.
+All SQL is parameterised; identifiers come from the models, never from the data.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import connection, transaction
+
+from admin_portal.models import FlightEvent, FlightStop, StopKind
+
+from .decode import CUSTOMER, FLIGHT, ORDER, TARGETS, Change
+
+# mysqlclient builds the statement text client-side: keep one statement well under the
+# server's max_allowed_packet (16 MB by default) even with long names.
+_MYSQL_ROWS_PER_STATEMENT = 5000
+_STOP_COLUMNS = ("flight_id", "seq", "airport_id", "kind", "flight_date")
+_EVENT_COLUMNS = ("flight_id", "kind", "flight_version", "detail", "created_at")
+_FLIGHT_DATE = TARGETS[FLIGHT].columns.index("flight_date")
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    customers: int
+    bookings: int
+    flights: int
+    events: int
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _values(width: int, rows: int) -> str:
+    one = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([one] * rows)
+
+
+def _max_params() -> int:
+    if connection.vendor == "sqlite":
+        import sqlite3
+
+        # Django assumes SQLite's historical 999; the library here allows far more.
+        connection.ensure_connection()
+        return connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return 10**9
+
+
+def _chunks(rows: Sequence[tuple], width: int) -> Iterable[Sequence[tuple]]:
+    size = max(1, min(_MYSQL_ROWS_PER_STATEMENT, _max_params() // width))
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _flat(rows: Iterable[tuple]) -> list:
+    return [value for row in rows for value in row]
+
+
+def _insert_sql(table: str, columns: Sequence[str], rows: int) -> str:
+    # S608: identifiers come from the models and every value is a placeholder.
+    return f"INSERT INTO {_q(table)} ({', '.join(_q(c) for c in columns)}) VALUES {_values(len(columns), rows)}"  # noqa: S608
+
+
+def _where_in_sql(statement: str, column: str, count: int) -> str:
+    return f"{statement} WHERE {_q(column)} IN ({', '.join(['%s'] * count)})"
+
+
+def _upsert_sql(table: str, columns: Sequence[str], rows: int) -> str:
+    """INSERT that, on a key clash, overwrites the row only if the incoming version is newer."""
+    head = _insert_sql(table, columns, rows)
+    key, version = _q(columns[0]), _q("version")
+    if connection.vendor == "mysql":
+        # Assignments run left to right and later ones see earlier results: version goes last.
+        newer = f"VALUES({version}) > {version}"
+        sets = [f"{_q(c)} = IF({newer}, VALUES({_q(c)}), {_q(c)})" for c in columns[1:] if c != "version"]
+        sets.append(f"{version} = GREATEST({version}, VALUES({version}))")
+        return f"{head} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
+    sets = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in columns[1:])
+    return f"{head} ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE excluded.{version} > {_q(table)}.{version}"
+
+
+def _insert_ignoring_duplicates_sql(table: str, columns: Sequence[str], rows: int) -> str:
+    head = _insert_sql(table, columns, rows)
+    if connection.vendor == "mysql":
+        # Not INSERT IGNORE: that would also swallow data errors, not just the duplicate.
+        return f"{head} ON DUPLICATE KEY UPDATE {_q('id')} = {_q('id')}"
+    return f"{head} ON CONFLICT DO NOTHING"
+
+
+def _upsert(cursor, *, entity: str, changes: list[Change], projected_at: str) -> None:
+    target = TARGETS[entity]
+    columns = (*target.columns, "projected_at")
+    # Sorted by key so concurrent batches lock rows in the same order (no deadlock cycles).
+    rows = [(*c.row, projected_at) for c in sorted(changes, key=lambda c: c.key)]
+    for chunk in _chunks(rows, len(columns)):
+        cursor.execute(_upsert_sql(target.table, columns, len(chunk)), _flat(chunk))
+
+
+def _stored_versions(cursor, *, keys: list[str]) -> dict[str, int]:
+    target = TARGETS[FLIGHT]
+    found: dict[str, int] = {}
+    lock = " FOR UPDATE" if connection.vendor == "mysql" else ""  # SQLite: one writer at a time anyway
+    select = f"SELECT {_q(target.columns[0])}, {_q('version')} FROM {_q(target.table)}"  # noqa: S608 (identifiers from the model)
+    for chunk in _chunks(keys, 1):
+        cursor.execute(_where_in_sql(select, target.columns[0], len(chunk)) + lock, list(chunk))
+        found.update(cursor.fetchall())
+    return found
+
+
+def _stop_rows(change: Change) -> list[tuple]:
+    if change.deleted:  # a removed flight touches no city
+        return []
+    flight_date = change.row[_FLIGHT_DATE]
+    last = len(change.route) - 1
+    return [
+        (change.key, seq, code, StopKind.ORIGIN if seq == 0 else StopKind.DESTINATION if seq == last else StopKind.TRANSFER, flight_date)
+        for seq, code in enumerate(change.route)
+    ]
+
+
+def _replace_stops(cursor, *, flights: list[Change]) -> None:
+    """Stops follow the flight row: only flights whose change wins get their stops rewritten."""
+    stored = _stored_versions(cursor, keys=sorted(c.key for c in flights))
+    winners = [c for c in flights if c.version > stored.get(c.key, -1)]
+    if not winners:
+        return
+    table = FlightStop._meta.db_table
+    keys = [c.key for c in winners]
+    for chunk in _chunks(keys, 1):
+        cursor.execute(_where_in_sql(f"DELETE FROM {_q(table)}", "flight_id", len(chunk)), list(chunk))  # noqa: S608 (identifiers from the model)
+    rows = [row for change in winners for row in _stop_rows(change)]
+    for chunk in _chunks(rows, len(_STOP_COLUMNS)):
+        cursor.execute(_insert_sql(table, _STOP_COLUMNS, len(chunk)), _flat(chunk))
+
+
+def _insert_events(cursor, *, flights: Iterable[Change], created_at: str) -> int:
+    rows = [(c.key, kind, c.version, detail, created_at) for c in flights for kind, detail in c.events]
+    for chunk in _chunks(rows, len(_EVENT_COLUMNS)):
+        cursor.execute(_insert_ignoring_duplicates_sql(FlightEvent._meta.db_table, _EVENT_COLUMNS, len(chunk)), _flat(chunk))
+    return len(rows)
+
+
+def apply(*, changes: dict[str, dict[str, Change]], event_flights: list[Change]) -> Applied:
+    """`changes`: the newest change per key, by entity. `event_flights`: every flight change of
+    the batch that carries domain events (older versions included: each event happened)."""
+    now = str(datetime.now(UTC).replace(tzinfo=None))
+    customers = list(changes.get(CUSTOMER, {}).values())
+    bookings = list(changes.get(ORDER, {}).values())
+    flights = list(changes.get(FLIGHT, {}).values())
+    with transaction.atomic(), connection.cursor() as cursor:
+        if flights:
+            _replace_stops(cursor, flights=flights)  # reads stored versions before the upsert moves them
+            _upsert(cursor, entity=FLIGHT, changes=flights, projected_at=now)
+        if customers:
+            _upsert(cursor, entity=CUSTOMER, changes=customers, projected_at=now)
+        if bookings:
+            _upsert(cursor, entity=ORDER, changes=bookings, projected_at=now)
+        events = _insert_events(cursor, flights=event_flights, created_at=now)
+    return Applied(customers=len(customers), bookings=len(bookings), flights=len(flights), events=events)
