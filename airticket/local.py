@@ -161,7 +161,7 @@ def run(out=sys.stdout) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         moto_port = env["MOTO_PORT"]
-        supervisor.start(Child("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", moto_port], restartable=False))
+        supervisor.start(Child("moto", [sys.executable, "-m", "airticket.moto_local", "127.0.0.1", moto_port], restartable=False))
         if not supervisor.wait_http(f"http://127.0.0.1:{moto_port}/moto-api/", timeout=60):
             raise SystemExit("[runlocal] moto server did not answer")
         for step in (
