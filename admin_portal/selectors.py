@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from bookings.serializers import FLIGHT_NUMBER
+
 from .models import Airport, Booking, BookingStatus, Customer, FlightStop, WeatherAlert
 
 # How many customers a name search may expand to before it is refined: keeps the booking
@@ -130,13 +132,21 @@ def alert_footprint(*, alert: WeatherAlert) -> AlertFootprint:
     return AlertFootprint(dates_by_airport=dates)
 
 
+def flight_keys_alerted(*, alerts: list[WeatherAlert]) -> QuerySet | None:
+    """Flights touching an alerted place on a date inside the alert (a subquery of flight
+    keys), or None when the alerts cover no known airport."""
+    parts = [q for alert in alerts if (q := alert_footprint(alert=alert).stops_q()) is not None]
+    if not parts:
+        return None
+    return FlightStop.objects.filter(reduce(operator.or_, parts)).values("flight_id")
+
+
 def passenger_list_by_alerts(*, alerts: list[WeatherAlert], status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
     """Bookings whose flight touches an alerted city or airport on a local date inside the
     alert's validity window."""
-    parts = [q for alert in alerts if (q := alert_footprint(alert=alert).stops_q()) is not None]
-    if not parts:
+    touching = flight_keys_alerted(alerts=alerts)
+    if touching is None:
         return Booking.objects.none()
-    touching = FlightStop.objects.filter(reduce(operator.or_, parts)).values("flight_id")
     bookings = booking_base(status=status).filter(flight_id__in=touching)
     return bookings.order_by("flight_date", "flight_id", "order_id").prefetch_related("customer")
 
@@ -153,6 +163,32 @@ def customer_list(*, search: str = "") -> QuerySet[Customer]:
     if search:
         customers = customers.filter(Q(customer_id__istartswith=search) | Q(full_name__istartswith=search))
     return customers.order_by("customer_id")
+
+
+def booking_search(*, bookings: QuerySet[Booking], term: str) -> QuerySet[Booking]:
+    """The admin's booking search box. The term is read as the most specific thing it can be,
+    so the lookup stays on an index: a flight number, else an airport code or city name
+    (bookings whose flight touches it, transfers included), else a customer id, order id or
+    customer name prefix."""
+    term = term.strip()
+    if not term:
+        return bookings
+    if FLIGHT_NUMBER.fullmatch(term.upper()):
+        return bookings.filter(flight_number=term.upper())
+    airports = airport_codes_for_place(place=term)
+    if airports:
+        return bookings.filter(flight_id__in=flight_keys_touching(airports=airports))
+    named = customer_ids_by_name(prefix=term)
+    return bookings.filter(Q(customer_id=term) | Q(order_id=term) | Q(customer_id__in=named))
+
+
+def flight_search(*, flights: QuerySet, term: str) -> QuerySet:
+    """Flight number prefix, or flights touching an airport code or city."""
+    term = term.strip()
+    airports = airport_codes_for_place(place=term) if term else []
+    if airports:
+        return flights.filter(pk__in=flight_keys_touching(airports=airports))
+    return flights.filter(flight_number__istartswith=term) if term else flights
 
 
 def customer_ids_by_name(*, prefix: str, limit: int = NAME_SEARCH_LIMIT) -> list[str]:

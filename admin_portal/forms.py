@@ -1,0 +1,40 @@
+"""Forms of the admin's intermediate action pages."""
+
+from django import forms
+from django.core.validators import RegexValidator
+
+from bookings.serializers import TIME
+
+hhmm = RegexValidator(f"^(?:{TIME.pattern})$", "a time as HH:MM")
+
+
+class ConfirmForm(forms.Form):
+    """Nothing to fill in: the page only asks to confirm."""
+
+
+class NotifyForm(forms.Form):
+    subject = forms.CharField(max_length=200)
+    message = forms.CharField(max_length=5000, widget=forms.Textarea(attrs={"rows": 6, "cols": 80}))
+
+
+class WeatherNotifyForm(forms.Form):
+    message = forms.CharField(
+        max_length=5000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
+        help_text="leave empty for the standard warning built from the alert",
+    )
+
+
+class RescheduleForm(forms.Form):
+    departure_time = forms.CharField(
+        max_length=5, required=False, validators=[hhmm], help_text="HH:MM; a new time marks the flight DELAYED"
+    )
+    arrival_time = forms.CharField(max_length=5, required=False, validators=[hhmm], help_text="HH:MM")
+    capacity = forms.IntegerField(min_value=1, max_value=1000, required=False)
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors and not any(data.get(name) not in (None, "") for name in self.fields):
+            raise forms.ValidationError("give a new departure time, arrival time or capacity")
+        return data

@@ -1,0 +1,242 @@
+import base64
+from datetime import UTC, date, datetime
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from admin_portal.models import Customer, Notification, ShardCheckpoint, WeatherAlert
+from airticket import aws
+from bookings import repository as repo
+from bookings import services as commands
+from cdc_lambda import bridge, dlq, poller
+from tests import factories as command_factories
+from tests.admin_portal.factories import BookingFactory, CustomerFactory, WeatherAlertFactory, airport, make_flight
+
+DAY = date(2026, 12, 10)
+BOOKINGS = "/admin/admin_portal/booking/"
+OPERATIONS = "/admin/admin_portal/shardcheckpoint/"
+
+
+def shown(response) -> str:
+    assert response.status_code == 200, response.status_code
+    return response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_portal_sends_anonymous_visitors_to_the_login_page(client):
+    response = client.get(BOOKINGS)
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", ["airport", "customer", "flight", "booking", "weatheralert", "notification", "flightevent"])
+def test_every_changelist_renders_without_counting_a_whole_table(admin_client, model):
+    BookingFactory.create_batch(3)
+    WeatherAlertFactory()
+    with CaptureQueriesContext(connection) as queries:
+        shown(admin_client.get(f"/admin/admin_portal/{model}/"))
+    full_counts = [q["sql"] for q in queries if q["sql"].upper().startswith("SELECT COUNT(*)") and "LIMIT" not in q["sql"].upper()]
+    assert full_counts == []
+
+
+@pytest.mark.django_db
+def test_read_models_cannot_be_added_changed_or_deleted_in_the_admin(admin_client):
+    booking = BookingFactory()
+    assert admin_client.get(f"{BOOKINGS}add/").status_code == 403
+    assert admin_client.get(f"{BOOKINGS}{booking.pk}/delete/").status_code == 403
+    page = shown(admin_client.get(f"{BOOKINGS}{booking.pk}/change/"))
+    assert 'name="_save"' not in page
+
+
+@pytest.mark.django_db
+def test_the_passengers_of_a_flight_view_lists_only_that_flight(admin_client):
+    mine = BookingFactory(flight=make_flight(number="MU5159", day=DAY))
+    other = BookingFactory(flight=make_flight(number="MU5160", day=DAY))
+
+    page = shown(admin_client.get(BOOKINGS, {"flight_number": "mu5159", "flight_date": "2026-12-10"}))
+
+    assert mine.order_id in page and other.order_id not in page
+
+
+@pytest.mark.django_db
+def test_the_city_view_includes_bookings_that_only_transfer_there(admin_client):
+    transfer = BookingFactory(flight=make_flight(day=DAY, route=("CAN", "PVG", "NRT")))
+    other = BookingFactory(flight=make_flight(day=DAY, route=("CAN", "PEK")))
+    later = BookingFactory(flight=make_flight(day=date(2026, 12, 20), route=("PVG", "PEK")))
+
+    page = shown(admin_client.get(BOOKINGS, {"city": "Shanghai", "city_from": "2026-12-10", "city_to": "2026-12-16"}))
+
+    assert transfer.order_id in page
+    assert other.order_id not in page and later.order_id not in page
+
+
+@pytest.mark.django_db
+def test_a_bad_filter_value_is_refused_not_widened(admin_client):
+    BookingFactory()
+    response = admin_client.get(BOOKINGS, {"flight_number": "MU5159' OR 1=1", "flight_date": "2026-12-10"})
+    assert response.status_code == 302 and "e=1" in response["Location"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("term", ["MU5159", "Shanghai", "PVG", "alice", "Alice Lid"])
+def test_the_booking_search_finds_by_flight_city_code_customer_id_and_name(admin_client, term):
+    alice = CustomerFactory(customer_id="alice", full_name="Alice Liddell")
+    mine = BookingFactory(customer=alice, flight=make_flight(number="MU5159", day=DAY, route=("CAN", "PVG", "NRT")))
+    other = BookingFactory(flight=make_flight(number="CA1234", day=DAY, route=("CAN", "PEK")))
+
+    page = shown(admin_client.get(BOOKINGS, {"q": term}))
+
+    assert mine.order_id in page and other.order_id not in page
+
+
+@pytest.mark.django_db
+def test_the_notify_action_asks_for_a_message_then_sends_it_once(admin_client):
+    bookings = BookingFactory.create_batch(2, flight=make_flight(day=DAY))
+    selection = {"action": "notify_passengers", ACTION_CHECKBOX_NAME: [b.pk for b in bookings], "index": 0}
+
+    form = admin_client.post(BOOKINGS, selection)
+    sent = admin_client.post(BOOKINGS, {**selection, "apply": "Send", "subject": "Gate change", "message": "Gate B12"}, follow=True)
+    admin_client.post(BOOKINGS, {**selection, "apply": "Send", "subject": "Gate change", "message": "Gate B12"})
+
+    assert 'name="subject"' in shown(form)
+    assert "Sent 2, skipped 0" in shown(sent)
+    assert len(mail.outbox) == 2
+    assert Notification.objects.filter(sent_by="admin").count() == 2
+
+
+@pytest.mark.django_db
+def test_the_cancel_action_cancels_the_flight_on_the_command_side(admin_client, aws_env):
+    flight = command_factories.make_flight()
+    projected = make_flight(number=flight["flight_number"], day=date.fromisoformat(flight["flight_date"]))
+    selection = {"action": "cancel_flights", ACTION_CHECKBOX_NAME: [projected.pk], "index": 0, "apply": "Cancel these flights"}
+
+    response = admin_client.post("/admin/admin_portal/flight/", selection, follow=True)
+
+    assert "1 flight(s) changed on the command side" in shown(response)
+    assert commands.flight_get(flight_number=flight["flight_number"], flight_date=flight["flight_date"])["status"] == "CANCELLED"
+
+
+@pytest.mark.django_db
+def test_the_reschedule_action_delays_the_flight_on_the_command_side(admin_client, aws_env):
+    flight = command_factories.make_flight()
+    projected = make_flight(number=flight["flight_number"], day=date.fromisoformat(flight["flight_date"]))
+    selection = {"action": "reschedule_flights", ACTION_CHECKBOX_NAME: [projected.pk], "index": 0, "apply": "Reschedule"}
+
+    refused = admin_client.post("/admin/admin_portal/flight/", {**selection, "departure_time": "25:00"})
+    admin_client.post("/admin/admin_portal/flight/", {**selection, "departure_time": "09:45", "arrival_time": "12:00"})
+
+    assert "a time as HH:MM" in shown(refused)
+    changed = commands.flight_get(flight_number=flight["flight_number"], flight_date=flight["flight_date"])
+    assert (changed["status"], changed["departure_time"]) == ("DELAYED", "09:45")
+
+
+@pytest.mark.django_db
+def test_staff_enter_a_weather_alert_and_notify_everyone_it_affects(admin_client):
+    airport("PVG")
+    BookingFactory(flight=make_flight(day=DAY, route=("CAN", "PVG", "NRT")))
+    form = {
+        "city": "",
+        "airport": "PVG",
+        "kind": "TYPHOON",
+        "severity": "EXTREME",
+        "valid_from_0": "2026-12-10",
+        "valid_from_1": "00:00:00",
+        "valid_to_0": "2026-12-11",
+        "valid_to_1": "00:00:00",
+        "headline": "Typhoon In-fa",
+        "raw_text": "",
+    }
+
+    created = admin_client.post("/admin/admin_portal/weatheralert/add/", form)
+    alert = WeatherAlert.objects.get()
+    admin_client.post(
+        "/admin/admin_portal/weatheralert/",
+        {"action": "notify_affected", ACTION_CHECKBOX_NAME: [alert.pk], "index": 0, "apply": "Send", "message": ""},
+    )
+
+    assert created.status_code == 302
+    assert (alert.city, alert.source) == ("Shanghai", "MANUAL")
+    assert len(mail.outbox) == 1 and "Typhoon In-fa" in mail.outbox[0].body
+
+
+def _letter(*, data: bytes, reason: str = dlq.RETRIES_EXHAUSTED, error: str = "database was down") -> str:
+    record = poller.lambda_record(
+        record={
+            "Data": data,
+            "PartitionKey": "CUSTOMER#zed|PROFILE",
+            "SequenceNumber": "49000000000000000001",
+            "ApproximateArrivalTimestamp": datetime.now(UTC),
+        },
+        shard_id="shardId-000000000000",
+        stream_arn="arn:aws:kinesis:us-east-1:123456789012:stream/airticket-changes",
+    )
+    return dlq.body(dlq.Letter(record=record, reason=reason, error=error))
+
+
+def _customer_change() -> bytes:
+    stamp = "2026-11-26T10:00:00.000000Z"
+    key = {"PK": "CUSTOMER#zed", "SK": "PROFILE"}
+    image = {
+        **key,
+        "entity": repo.CUSTOMER,
+        "customer_id": "zed",
+        "full_name": "Zed",
+        "mobile": "",
+        "email": "zed@example.com",
+        "version": 1,
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
+    change = {
+        "eventID": "1",
+        "eventName": "INSERT",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime.now(UTC),
+            "Keys": repo.marshal(key),
+            "NewImage": repo.marshal(image),
+            "SizeBytes": 200,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+    return bridge.to_kinesis_record(change)["Data"]
+
+
+@pytest.mark.django_db
+def test_the_operations_page_shows_checkpoints_and_dead_letters_and_redrives_them(admin_client, aws_env):
+    ShardCheckpoint.objects.create(
+        consumer="poller",
+        stream="arn:aws:kinesis:us-east-1:123456789012:stream/airticket-changes",
+        shard_id="shardId-000000000000",
+        records=7,
+    )
+    aws.sqs().send_message(QueueUrl=aws.dlq_url(), MessageBody=_letter(data=_customer_change()))
+    aws.sqs().send_message(QueueUrl=aws.dlq_url(), MessageBody=_letter(data=b"not json", reason=dlq.POISON, error="undecodable"))
+
+    page = shown(admin_client.get(OPERATIONS))
+    redriven = shown(admin_client.post(OPERATIONS, {"command": "redrive"}, follow=True))
+
+    assert "shardId-000000000000" in page and 'id="dlq-depth">2<' in page
+    assert "undecodable" in page and "retries_exhausted" in page
+    assert "1 applied, 1 still failing" in redriven and "still poison" in redriven
+    assert Customer.objects.get(pk="zed").full_name == "Zed"
+    assert 'id="dlq-depth">1<' in shown(admin_client.get(OPERATIONS))
+
+
+@pytest.mark.django_db
+def test_dead_letters_can_be_deleted_one_by_one_or_purged(admin_client, aws_env):
+    for _ in range(3):
+        aws.sqs().send_message(QueueUrl=aws.dlq_url(), MessageBody=_letter(data=base64.b64encode(b"junk"), reason=dlq.POISON, error="junk"))
+    [first, *_] = aws.sqs().receive_message(QueueUrl=aws.dlq_url(), MaxNumberOfMessages=1, VisibilityTimeout=0)["Messages"]
+
+    admin_client.post(OPERATIONS, {"command": "delete", "message_id": first["MessageId"]})
+    after_delete = shown(admin_client.get(OPERATIONS))
+    admin_client.post(OPERATIONS, {"command": "purge"})
+
+    assert 'id="dlq-depth">2<' in after_delete
+    assert "The dead-letter queue is empty." in shown(admin_client.get(OPERATIONS))
