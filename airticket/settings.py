@@ -203,7 +203,7 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "ops@airticket.example")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["airticket.auth.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["airticket.parsers.JSONParser"],  # a 400, not a 500, for over-nested JSON
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "airticket.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
