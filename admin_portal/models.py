@@ -10,6 +10,8 @@ tombstone (`deleted=True`) whose version is one past the last image, so a late c
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from airticket.airports import airports
+
 
 class Airport(models.Model):
     """IATA airports, loaded from the `airportsdata` package (`load_airports`)."""
@@ -244,10 +246,12 @@ class WeatherAlert(models.Model):
     def clean(self):
         """An alert names a city or an airport (whose city it then takes) and a non-empty window."""
         if self.airport_id and not self.city:
-            airport = Airport.objects.filter(iata=self.airport_id).first()
+            # The airport data package, not the Airport table: an alert can be raised before
+            # (or without) `load_airports`.
+            airport = airports().get(self.airport_id)
             if airport is None:
                 raise ValidationError({"airport": f"unknown airport {self.airport_id}"})
-            self.city, self.country = airport.city, airport.country
+            self.city, self.country = airport["city"], airport["country"]
         if not self.city:
             raise ValidationError({"city": "give a city or an airport"})
         if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:

@@ -9,7 +9,7 @@ sends what is missing and nothing twice.
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import selectors
+from . import selectors, weather
 from .models import (
     AlertSource,
     Booking,
@@ -237,7 +237,8 @@ def weather_alert_create(
         headline=headline[:200],
         raw_text=raw_text,
     )
-    alert.full_clean()
+    # The airport is checked against the airport data in `clean`, not the Airport table.
+    alert.full_clean(exclude=["airport"])
     alert.save()
     return alert
 
@@ -261,3 +262,21 @@ def weather_alert_notify(*, alert: WeatherAlert, message: str = "", sent_by: str
     )
     bookings = selectors.passenger_list_by_alerts(alerts=[alert])
     return passengers_notify(bookings=bookings, reason=f"weather-alert:{alert.pk}", subject=subject, message=text, sent_by=sent_by)
+
+
+def weather_alerts_import(*, report: weather.ImportReport) -> dict[str, int]:
+    """Store an importer's drafts (each once: re-importing is a no-op) and expire what a CAP
+    Cancel withdraws."""
+    created = existing = 0
+    for draft in report.drafts:
+        if WeatherAlert.objects.filter(source=draft.source, source_id=draft.source_id).exists():
+            existing += 1
+            continue
+        weather_alert_create(**asdict(draft))
+        created += 1
+    expired = 0
+    for identifier in report.cancels:
+        for alert in WeatherAlert.objects.filter(source=AlertSource.CAP, source_id__startswith=f"{identifier}#"):
+            weather_alert_expire(alert=alert)
+            expired += 1
+    return {"created": created, "existing": existing, "expired": expired, "skipped": len(report.skipped)}
