@@ -99,13 +99,13 @@ class Ingestor:
         return reply
 
     def query(self, path: str, **params) -> Reply:
-        return self.call("GET", f"{path}?{urllib.parse.urlencode(params)}", quiet=True)
-
-    def count(self, path: str, **params) -> int:
-        reply = self.query(path, **params)
+        reply = self.call("GET", f"{path}?{urllib.parse.urlencode(params)}", quiet=True)
         if reply.status != 200:
             raise IngestError(f"GET {path} -> {reply.status}: {reply.body}")
-        return reply.body["count"]
+        return reply
+
+    def count(self, path: str, **params) -> int:
+        return self.query(path, **params).body["count"]
 
     # --- waiting for the read model ------------------------------------------------------
 
@@ -131,7 +131,7 @@ class Ingestor:
     def booking_visible(self, order: dict) -> Callable[[], bool]:
         def check() -> bool:
             params = {"flight_number": order["flight_number"], "flight_date": order["flight_date"], "status": order["status"]}
-            rows = self.query("/api/v1/query/passengers", page_size=1000, **params).body.get("results", [])
+            rows = self.query("/api/v1/query/passengers", page_size=500, **params).body.get("results", [])
             return any(r["order_id"] == order["order_id"] and r["version"] >= order["version"] for r in rows)
 
         return check

@@ -195,3 +195,63 @@ def run(out=sys.stdout) -> int:
     finally:
         supervisor.stop()
         supervisor.say("stopped")
+
+
+# --- the whole system as a child process (end-to-end tests and benchmarks) ------------------
+
+BANNER = "The air-ticket system is running."
+# Variables a test or benchmark process sets for itself that must not leak into the system.
+_NOT_INHERITED = {
+    "AWS_ENDPOINT_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "CDC_LOCAL_POLLER",
+    "EMAIL_BACKEND",
+    "AIRTICKET_ENV",
+    "MOTO_TEST_PORT",
+    "DATABASE_URL",
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child_environment(**overrides: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+    env.update(PORT=str(free_port()), MOTO_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+    env.update(overrides)
+    return env
+
+
+def spawn(env: dict, log: Path) -> subprocess.Popen:
+    """`manage.py runlocal` in the background, its output in `log`."""
+    if env.get("DATABASE_URL", "").startswith("mysql"):
+        subprocess.run(manage("ensure_database"), env=env, cwd=BASE_DIR, check=True, capture_output=True)
+    with log.open("w") as sink:
+        return subprocess.Popen(manage("runlocal"), env=env, cwd=BASE_DIR, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def wait_running(process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if BANNER in log.read_text():
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"runlocal exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    raise RuntimeError(f"runlocal did not come up in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def interrupt(process: subprocess.Popen, timeout: float = 30) -> int:
+    """Ctrl-C, as a user stops it; returns the exit code (kills it if it hangs)."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from django.db import connection
 
 from admin_portal.models import Airport
 from airticket.airports import airports
@@ -26,7 +27,9 @@ def airport_rows() -> list[Airport]:
 def load_airports() -> int:
     """Insert or refresh every IATA airport of the `airportsdata` package; safe to re-run."""
     rows = airport_rows()
-    Airport.objects.bulk_create(rows, batch_size=2000, update_conflicts=True, unique_fields=["iata"], update_fields=list(_FIELDS))
+    # MySQL's ON DUPLICATE KEY UPDATE takes no conflict target; SQLite and PostgreSQL need one.
+    target = None if connection.features.supports_update_conflicts_with_target is False else ["iata"]
+    Airport.objects.bulk_create(rows, batch_size=2000, update_conflicts=True, unique_fields=target, update_fields=list(_FIELDS))
     return len(rows)
 
 
