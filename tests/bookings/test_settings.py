@@ -1,0 +1,53 @@
+"""The settings module, loaded in a fresh interpreter with a given environment."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+PROJECT = settings.BASE_DIR
+GOOD_SECRET = "a-real-production-secret-with-more-than-32-characters"
+LOAD = "import django; from django.conf import settings; settings.SECRET_KEY; print('DEBUG', settings.DEBUG)"
+
+
+def load_settings(**env) -> subprocess.CompletedProcess:
+    clean = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "airticket.settings", **env}
+    return subprocess.run([sys.executable, "-c", LOAD], cwd=PROJECT, env=clean, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"AIRTICKET_ENV": "production"}, "SECRET_KEY must be set in production"),
+        ({"AIRTICKET_ENV": "production", "SECRET_KEY": settings.DEV_SECRET_KEY}, "SECRET_KEY must be set in production"),
+        ({"AIRTICKET_ENV": "production", "SECRET_KEY": GOOD_SECRET, "DEBUG": "true"}, "DEBUG must be off in production"),
+        ({"AIRTICKET_ENV": "staging"}, "AIRTICKET_ENV='staging': use local, test or production"),
+        ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY must be at least 32 characters"),
+        ({"TOKEN_SECRET": "short"}, "TOKEN_SECRET must be at least 32 characters"),
+        ({"TOKEN_TTL_SECONDS": "a week"}, "TOKEN_TTL_SECONDS='a week' is not an integer"),
+        ({"TOKEN_TTL_SECONDS": "10"}, "TOKEN_TTL_SECONDS=10 must be at least 60"),
+        ({"KINESIS_SHARDS": "0"}, "KINESIS_SHARDS=0 must be at least 1"),
+        ({"DYNAMODB_TABLE": "bookings; drop"}, "DYNAMODB_TABLE='bookings; drop' is not a valid AWS resource name"),
+        ({"DATABASE_URL": "nonsense://x"}, "DATABASE_URL is not a database URL"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else ",".join(f"{k}={v[:12]}" for k, v in value.items()),
+)
+def test_the_settings_refuse_to_load_with_a_bad_environment(env, message):
+    result = load_settings(**env)
+    assert result.returncode != 0
+    assert f"django.core.exceptions.ImproperlyConfigured: {message}" in result.stderr
+
+
+def test_production_loads_with_a_real_secret_and_debug_off_by_default():
+    result = load_settings(AIRTICKET_ENV="production", SECRET_KEY=GOOD_SECRET)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "DEBUG False"
+
+
+def test_the_local_defaults_load_with_no_environment_at_all():
+    result = load_settings()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "DEBUG True"
