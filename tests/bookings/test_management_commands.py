@@ -57,7 +57,9 @@ def test_issue_token_for_a_customer_acts_for_that_customer_only(aws_env):
     assert alice.get(customer_url("bob")).status_code == 403
 
 
-@pytest.mark.parametrize("args", [["--customer", "bad id!"], ["--customer", "c" * 65], ["--customer", ""], [], ["--staff", "--customer", "alice"]])
+@pytest.mark.parametrize(
+    "args", [["--customer", "bad id!"], ["--customer", "c" * 65], ["--customer", ""], [], ["--staff", "--customer", "alice"]]
+)
 def test_issue_token_refuses_a_bad_or_missing_identity(args):
     with pytest.raises(CommandError):
         call_command("issue_token", *args, stdout=StringIO(), stderr=StringIO())
