@@ -49,7 +49,7 @@ def decode_batch(records: list[dict]) -> Decoded:
             decoded.event_flights.append(change)
         by_key = decoded.newest.setdefault(change.entity, {})
         current = by_key.get(change.key)
-        if current is None or change.version > current.version:
+        if current is None or change.rank > current.rank:
             by_key[change.key] = change
     return decoded
 

@@ -86,6 +86,10 @@ TARGETS = {
 }
 
 
+# Where created_at sits in every row (key first, then _PROJECTED).
+CREATED_AT = 1 + _PROJECTED.index("created_at")
+
+
 @dataclass(slots=True)
 class Change:
     entity: str
@@ -95,6 +99,13 @@ class Change:
     row: tuple
     route: tuple[str, ...] = ()  # flights only: origin, transfers..., destination
     events: tuple[tuple[str, str], ...] = ()  # flights only: (kind, detail JSON)
+
+    @property
+    def rank(self) -> tuple[str, int]:
+        """Which of two changes of a key is newer. The version orders the changes of one item;
+        the creation time orders incarnations, because a deleted item (a truncate) may be
+        created again, starting over at version 1, and must win over its old tombstone."""
+        return self.row[CREATED_AT], self.version
 
 
 def _max_length(model: type, field: str) -> int:

@@ -6,8 +6,9 @@ the stored versions (to know whose route stops to replace), then one DELETE and 
 stops; and one INSERT of flight events that ignores duplicates. (Very large batches are split
 into chunks only to stay under the driver's parameter limit.)
 
-Every upsert is conditional on the incoming version being newer than the stored one, inside
-the statement itself, so a stale or repeated change is a no-op even without the SELECT.
+Every upsert is conditional on the incoming change being newer than the stored row (see
+`Change.rank`), inside the statement itself, so a stale or repeated change is a no-op even
+without the SELECT.
 All SQL is parameterised; identifiers come from the models, never from the data.
 """
 
@@ -76,17 +77,24 @@ def _where_in_sql(statement: str, column: str, count: int) -> str:
 
 
 def _upsert_sql(table: str, columns: Sequence[str], rows: int) -> str:
-    """INSERT that, on a key clash, overwrites the row only if the incoming version is newer."""
+    """INSERT that, on a key clash, overwrites the row only if the incoming change is newer:
+    (created_at, version) greater than the stored pair, as `Change.rank`."""
     head = _insert_sql(table, columns, rows)
-    key, version = _q(columns[0]), _q("version")
+    key, version, created = _q(columns[0]), _q("version"), _q("created_at")
+    plain = [c for c in columns[1:] if c not in ("version", "created_at")]
     if connection.vendor == "mysql":
-        # Assignments run left to right and later ones see earlier results: version goes last.
-        newer = f"VALUES({version}) > {version}"
-        sets = [f"{_q(c)} = IF({newer}, VALUES({_q(c)}), {_q(c)})" for c in columns[1:] if c != "version"]
-        sets.append(f"{version} = GREATEST({version}, VALUES({version}))")
+        # Assignments run left to right and later ones see earlier results, so the pair the
+        # condition reads is assigned last: version, then created_at (which never decreases
+        # when the change wins, and cannot increase when it loses).
+        newer = f"({created} IS NULL OR (VALUES({created}), VALUES({version})) > ({created}, {version}))"
+        sets = [f"{_q(c)} = IF({newer}, VALUES({_q(c)}), {_q(c)})" for c in plain]
+        sets.append(f"{version} = IF({newer}, VALUES({version}), {version})")
+        sets.append(f"{created} = IF({created} IS NULL OR VALUES({created}) > {created}, VALUES({created}), {created})")
         return f"{head} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
     sets = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in columns[1:])
-    return f"{head} ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE excluded.{version} > {_q(table)}.{version}"
+    stored_created, stored_version = f"{_q(table)}.{created}", f"{_q(table)}.{version}"
+    newer = f"{stored_created} IS NULL OR (excluded.{created}, excluded.{version}) > ({stored_created}, {stored_version})"
+    return f"{head} ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE {newer}"
 
 
 def _insert_ignoring_duplicates_sql(table: str, columns: Sequence[str], rows: int) -> str:
@@ -106,14 +114,16 @@ def _upsert(cursor, *, entity: str, changes: list[Change], projected_at: str) ->
         cursor.execute(_upsert_sql(target.table, columns, len(chunk)), _flat(chunk))
 
 
-def _stored_versions(cursor, *, keys: list[str]) -> dict[str, int]:
+def _stored_ranks(cursor, *, keys: list[str]) -> dict[str, tuple[str, int]]:
     target = TARGETS[FLIGHT]
-    found: dict[str, int] = {}
+    found: dict[str, tuple[str, int]] = {}
     lock = " FOR UPDATE" if connection.vendor == "mysql" else ""  # SQLite: one writer at a time anyway
-    select = f"SELECT {_q(target.columns[0])}, {_q('version')} FROM {_q(target.table)}"  # noqa: S608 (identifiers from the model)
+    key = target.columns[0]
+    select = f"SELECT {_q(key)}, {_q('created_at')}, {_q('version')} FROM {_q(target.table)}"  # noqa: S608 (identifiers from the model)
     for chunk in _chunks(keys, 1):
-        cursor.execute(_where_in_sql(select, target.columns[0], len(chunk)) + lock, list(chunk))
-        found.update(cursor.fetchall())
+        cursor.execute(_where_in_sql(select, key, len(chunk)) + lock, list(chunk))
+        # str() of the naive datetime is the text the changes carry (see decode.Image.instant).
+        found.update((row_key, ("" if created is None else str(created), version)) for row_key, created, version in cursor.fetchall())
     return found
 
 
@@ -130,8 +140,8 @@ def _stop_rows(change: Change) -> list[tuple]:
 
 def _replace_stops(cursor, *, flights: list[Change]) -> None:
     """Stops follow the flight row: only flights whose change wins get their stops rewritten."""
-    stored = _stored_versions(cursor, keys=sorted(c.key for c in flights))
-    winners = [c for c in flights if c.version > stored.get(c.key, -1)]
+    stored = _stored_ranks(cursor, keys=sorted(c.key for c in flights))
+    winners = [c for c in flights if c.key not in stored or c.rank > stored[c.key]]
     if not winners:
         return
     table = FlightStop._meta.db_table
@@ -159,7 +169,7 @@ def apply(*, changes: dict[str, dict[str, Change]], event_flights: list[Change])
     flights = list(changes.get(FLIGHT, {}).values())
     with transaction.atomic(), connection.cursor() as cursor:
         if flights:
-            _replace_stops(cursor, flights=flights)  # reads stored versions before the upsert moves them
+            _replace_stops(cursor, flights=flights)  # reads the stored ranks before the upsert moves them
             _upsert(cursor, entity=FLIGHT, changes=flights, projected_at=now)
         if customers:
             _upsert(cursor, entity=CUSTOMER, changes=customers, projected_at=now)

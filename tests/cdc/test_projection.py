@@ -272,3 +272,15 @@ def test_a_connection_killed_by_the_server_mid_batch_is_reported_and_replaced():
     assert apply(records) == NO_FAILURES
     assert connection.connection.thread_id() != victim
     assert (Customer.objects.count(), Flight.objects.count()) == (2, 1)
+
+
+def test_an_item_created_again_after_its_removal_wins_over_its_tombstone():
+    old, new = Items(), Items()
+    created, removed = old.customer("dave", full_name="Dave"), old.remove({"PK": "CUSTOMER#dave", "SK": "PROFILE"})
+    recreated = new.customer("dave", full_name="David")  # a truncate, then the same id registered anew: version 1
+    apply([created, removed])
+    assert Customer.objects.get(pk="dave").deleted
+    apply([recreated])
+    apply([redelivered(removed), redelivered(created)])
+    dave = Customer.objects.get(pk="dave")
+    assert (dave.full_name, dave.version, dave.deleted) == ("David", 1, False)
