@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from airticket.auth import CUSTOMER, STAFF, issue_token
 from bookings import services
 from tests.bookings.api import booking, error, table_items
+from tests.bookings.conftest import fresh_account
+from tests.conftest import client_with
 from tests.factories import flight_data, make_customer, make_flight
 
 CUSTOMERS = "/api/v1/customers"
@@ -161,26 +164,28 @@ CASES = {
 }
 
 
-def world(as_customer, staff) -> dict:
-    """Alice with one order on a flight, so every path in the table exists."""
+@pytest.fixture(scope="module")
+def world(moto_server) -> dict:
+    """Alice with one order on a flight, so every path in the table exists. Shared by the whole
+    table: each case checks that it wrote nothing, so none can disturb the next."""
+    fresh_account(moto_server)
     make_customer("alice")
     flight = make_flight()
     order = services.order_place(customer_id="alice", **booking(flight))
     return {
         "order": order["order_id"],
         "flight": f"{flight['flight_number']}/{flight['flight_date']}",
-        "alice": as_customer("alice"),
-        "staff": staff,
+        "alice": client_with(issue_token(role=CUSTOMER, customer_id="alice")),
+        "staff": client_with(issue_token(role=STAFF)),
     }
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_bad_input_is_rejected_naming_the_field_and_writes_nothing(case, as_customer, staff):
-    context = world(as_customer, staff)
-    client = context["alice"] if case.path.startswith(ALICE) else context["staff"]
+def test_bad_input_is_rejected_naming_the_field_and_writes_nothing(case, world):
+    client = world["alice"] if case.path.startswith(ALICE) else world["staff"]
     headers = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in case.headers.items()}
     before = table_items()
-    r = client.generic(case.method, case.path.format(**context), case.payload(), content_type=case.content_type, **headers)
+    r = client.generic(case.method, case.path.format(**world), case.payload(), content_type=case.content_type, **headers)
     assert r.status_code == case.status, r.content[:500]
     body = error(r)
     if case.field:

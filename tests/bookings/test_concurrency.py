@@ -10,6 +10,7 @@ from tests.bookings.api import (
     cancel_order_url,
     customer_url,
     error,
+    flight_url,
     patch,
     place_order,
     post,
@@ -100,3 +101,27 @@ def test_60_customers_racing_for_40_seats_book_exactly_40(as_customer):
     winners = [c for c, r in zip(customers, responses, strict=True) if r.status_code == 201]
     assert sum(len(stored_orders(c)) for c in customers) == 40
     assert all(stored_orders(c)[0]["status"] == "ORDERED" for c in winners)
+
+
+def test_cutting_capacity_while_customers_book_never_leaves_more_seats_booked_than_capacity(as_customer, staff):
+    flight = make_flight(capacity=30)
+    customers = [f"rush-{index}" for index in range(20)]
+    for customer_id in customers:
+        make_customer(customer_id)
+
+    def booking_for(customer_id):
+        return lambda: place_order(as_customer(customer_id), customer_id, flight)
+
+    def cut_capacity():
+        return patch(staff, flight_url(flight), {"capacity": 10})
+
+    *bookings, cut = run_together([booking_for(c) for c in customers] + [cut_capacity])
+    booked = sum(r.status_code == 201 for r in bookings)
+    stored = stored_flight(flight)
+    assert stored["seats_booked"] == booked
+    assert stored["seats_booked"] <= stored["capacity"]
+    if cut.status_code == 200:
+        assert stored["capacity"] == 10
+    else:
+        assert (cut.status_code, stored["capacity"]) == (409, 30)
+        assert booked == 20
