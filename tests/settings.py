@@ -14,6 +14,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker runs its own moto server; the port the controller chose is inherited.
+    os.environ["MOTO_TEST_PORT"] = str(_free_port())
 os.environ.setdefault("MOTO_TEST_PORT", str(_free_port()))
 os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{os.environ['MOTO_TEST_PORT']}"
 os.environ.update(
