@@ -12,6 +12,7 @@ bulk statements in `projection`: no ORM objects in the hot path.
 
 import base64
 import binascii
+import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -135,6 +136,32 @@ def _value(attr):
         raise Poison(f"not a DynamoDB attribute value: {attr!r:.80}") from exc
 
 
+# Dates and times of day repeat across a batch (flight dates, departure times): parse each once.
+@functools.lru_cache(maxsize=4096)
+def _iso_day(value: str) -> str:
+    # Re-serialised: fromisoformat also accepts forms such as "20261201".
+    return date.fromisoformat(value).isoformat()
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_clock(value: str) -> str:
+    parsed = time.fromisoformat(value)
+    if parsed.tzinfo is not None:
+        raise ValueError("a time of day with an offset")
+    return parsed.isoformat()
+
+
+def _utc_text(value: str) -> str:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("no UTC offset")
+    if len(value) == 27 and value[26] == "Z" and value[20:26] != "000000":
+        # What the command side writes ("2026-11-26T14:45:49.123456Z"): already UTC, and
+        # slicing gives exactly str() of the naive datetime, without building one.
+        return f"{value[:10]} {value[11:26]}"
+    return str(parsed.astimezone(UTC).replace(tzinfo=None))
+
+
 class Image:
     """Typed, validating access to one image (NewImage or OldImage); every failure is Poison."""
 
@@ -152,11 +179,20 @@ class Image:
             raise Poison(f"{self.label}.{name} is missing")
         return _value(attr)
 
+    def _string(self, name: str):
+        """The hot path: most attributes are {"S": ...}; anything else takes the general one."""
+        attr = self.attrs.get(name)
+        if type(attr) is dict:
+            value = attr.get("S")
+            if type(value) is str:
+                return value
+        return self.raw(name)
+
     def _fail(self, name: str, what: str, value) -> Poison:
         return Poison(f"{self.label}.{name} is not {what}: {value!r:.80}")
 
     def text(self, name: str, *, max_length: int, blank: bool = False) -> str:
-        value = self.raw(name)
+        value = self._string(name)
         if type(value) is not str or len(value) > max_length or (not blank and not value):
             raise self._fail(name, f"a {'' if blank else 'non-empty '}string of at most {max_length} characters", value)
         return value
@@ -173,39 +209,27 @@ class Image:
         return value
 
     def choice(self, name: str, choices) -> str:
-        value = self.raw(name)
+        value = self._string(name)
         if value not in choices:
             raise self._fail(name, f"one of {sorted(choices)}", value)
         return value
 
-    def day(self, name: str) -> str:
-        value = self.raw(name)
+    def _parsed(self, name: str, parse, what: str) -> str:
+        value = self._string(name)
         try:
-            # Re-serialised: fromisoformat also accepts forms such as "20261201".
-            return date.fromisoformat(value).isoformat()
+            return parse(value)
         except (TypeError, ValueError):
-            raise self._fail(name, "an ISO date", value) from None
+            raise self._fail(name, what, value) from None
+
+    def day(self, name: str) -> str:
+        return self._parsed(name, _iso_day, "an ISO date")
 
     def clock(self, name: str) -> str:
-        value = self.raw(name)
-        try:
-            parsed = time.fromisoformat(value)
-        except (TypeError, ValueError):
-            raise self._fail(name, "a time of day", value) from None
-        if parsed.tzinfo is not None:
-            raise self._fail(name, "a local time of day", value)
-        return parsed.isoformat()
+        return self._parsed(name, _iso_clock, "a local time of day")
 
     def instant(self, name: str) -> str:
         """An ISO timestamp with an offset ("...Z"), as the naive UTC text Django stores."""
-        value = self.raw(name)
-        try:
-            parsed = datetime.fromisoformat(value)
-        except (TypeError, ValueError):
-            raise self._fail(name, "an ISO timestamp", value) from None
-        if parsed.tzinfo is None:
-            raise self._fail(name, "a timestamp with a UTC offset", value)
-        return str(parsed.astimezone(UTC).replace(tzinfo=None))
+        return self._parsed(name, _utc_text, "an ISO timestamp with a UTC offset")
 
     def codes(self, name: str) -> list[str]:
         value = self.raw(name)

@@ -1,0 +1,336 @@
+"""CDC projection benchmark: the real handler against a naive per-record projector and the
+raw multi-row INSERT ceiling, in MariaDB (a database of its own), in one run.
+
+- handler: N synthetic change records (customer registrations and profile changes, flights
+  created, delayed and cancelled, orders placed, moved and cancelled) in Lambda Kinesis events
+  of 1,000 records, through `cdc_lambda.handler.handler`;
+- naive: what the original lab's sink did: per record, decode the whole image, SELECT the stored
+  version, INSERT or UPDATE, commit (on the first --naive records: it is slow);
+- ceiling: the handler's final rows written again with plain multi-row INSERTs of 1,000 rows,
+  one transaction per statement; the rate is N over that time (the same work, minus everything
+  that makes it a projection).
+
+Also the peak memory (tracemalloc) of the handler on one 10,000-record batch.
+
+    .venv/bin/python bench/cdc_bench.py [--records 200000] [--naive 10000] [--write-docs]
+
+Uses DATABASE_URL (default mysql://root@127.0.0.1:3306/airticket_bench_cdc); creates and
+migrates that database, and truncates its read-model tables.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/airticket_bench_cdc")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "airticket.settings")
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("AIRTICKET_ENV", "local")
+
+BATCH = 1000
+MEMORY_BATCH = 10_000
+AIRPORTS = ["PVG", "SHA", "PEK", "PKX", "CAN", "SZX", "CTU", "HKG", "NRT", "ICN", "SIN", "BKK", "LHR", "CDG", "FRA", "JFK", "XIY", "KMG"]
+TARGETS = {"events_per_second": 30_000, "vs_naive": 15, "vs_ceiling": 0.25}
+
+
+def setup_django() -> None:
+    import django
+    import MySQLdb
+
+    name = os.environ["DATABASE_URL"].rsplit("/", 1)[-1]
+    server = MySQLdb.connect(host="127.0.0.1", user="root", port=3306)
+    server.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    server.close()
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+# --- synthetic change stream ----------------------------------------------------------------
+
+
+def change_records(*, count: int, seed: int = 1) -> list[dict]:
+    """A plausible mix, in stream order, as Lambda Kinesis records (tests.cdc.changes builds
+    them through the real bridge and poller record shapes)."""
+    from tests.cdc.changes import Items
+
+    rng = random.Random(seed)
+    items = Items()
+    records: list[dict] = []
+    customers: list[str] = []
+    flights: list[tuple[str, str]] = []
+    orders: list[tuple[str, str]] = []
+    while len(records) < count:
+        roll = rng.random()
+        if roll < 0.02 or not flights:
+            number, day = f"MU{len(flights) + 1000}", f"2026-12-{rng.randint(1, 28):02}"
+            if (number, day) in flights:
+                continue
+            route = rng.sample(AIRPORTS, rng.choice([2, 2, 2, 3, 4]))
+            records.append(items.flight(number, day, origin=route[0], transfers=route[1:-1], destination=route[-1]))
+            flights.append((number, day))
+        elif roll < 0.03:
+            number, day = rng.choice(flights)
+            change = (
+                {"status": "CANCELLED"} if rng.random() < 0.3 else {"departure_time": f"{rng.randint(6, 20):02}:30", "status": "DELAYED"}
+            )
+            records.append(items.flight(number, day, **change))
+        elif roll < 0.20 or not customers:
+            customer_id = f"c{len(customers):07}"
+            records.append(items.customer(customer_id, full_name=f"Customer {len(customers)}", mobile="+86 138 0000 0000"))
+            customers.append(customer_id)
+        elif roll < 0.25:
+            records.append(items.customer(rng.choice(customers), mobile=f"+86 139 {rng.randint(0, 9999_9999):08}"))
+        elif roll < 0.70 or not orders:
+            number, day = rng.choice(flights)
+            customer_id, order_id = rng.choice(customers), f"{len(orders):032x}"
+            records.append(items.order(customer_id, order_id, number=number, day=day))
+            orders.append((customer_id, order_id))
+        elif roll < 0.85:
+            customer_id, order_id = rng.choice(orders)
+            number, day = rng.choice(flights)
+            records.append(items.order(customer_id, order_id, flight_number=number, flight_date=day))
+        else:
+            customer_id, order_id = rng.choice(orders)
+            records.append(items.order(customer_id, order_id, status="CANCELLED"))
+    return records
+
+
+def events(records: list[dict], size: int) -> list[dict]:
+    return [{"Records": records[start : start + size]} for start in range(0, len(records), size)]
+
+
+# --- the three contenders -------------------------------------------------------------------------
+
+
+def truncate() -> None:
+    from django.db import connection
+
+    from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop
+
+    with connection.cursor() as cursor:
+        for model in (Customer, Flight, FlightStop, Booking, FlightEvent):
+            cursor.execute(f"TRUNCATE TABLE {model._meta.db_table}")
+
+
+def run_handler(batches: list[dict]) -> float:
+    from cdc_lambda.handler import handler
+
+    truncate()
+    started = time.perf_counter()
+    for event in batches:
+        if handler(event, None)["batchItemFailures"]:
+            raise SystemExit("the handler reported failures")
+    return time.perf_counter() - started
+
+
+class NaiveProjector:
+    """The lab's sink: one record at a time, whole image through TypeDeserializer, a SELECT,
+    then an INSERT or UPDATE, and a commit."""
+
+    def __init__(self):
+        import base64
+
+        from boto3.dynamodb.types import TypeDeserializer
+
+        from admin_portal.models import Booking, Customer, Flight
+
+        self.b64decode = base64.b64decode
+        self.deserializer = TypeDeserializer()
+        self.tables = {"CUSTOMER": (Customer, "customer_id"), "ORDER": (Booking, "order_id"), "FLIGHT": (Flight, "flight_key")}
+
+    def row(self, entity: str, item: dict) -> dict:
+        stamps = {"version": int(item["version"]), "created_at": item["created_at"][:-1], "updated_at": item["updated_at"][:-1]}
+        if entity == "CUSTOMER":
+            return {
+                "customer_id": item["customer_id"],
+                "full_name": item["full_name"],
+                "mobile": item["mobile"],
+                "email": item["email"],
+                **stamps,
+            }
+        key = f"{item['flight_number']}#{item['flight_date']}"
+        route = {
+            "flight_number": item["flight_number"],
+            "flight_date": item["flight_date"],
+            "transfers": json.dumps(item["transfers"]),
+            "departure_time": item["departure_time"],
+            "arrival_time": item["arrival_time"],
+            "status": item["status"],
+        }
+        if entity == "ORDER":
+            return {
+                "order_id": item["order_id"],
+                "customer_id": item["customer_id"],
+                "flight_id": key,
+                "origin": item["origin"],
+                "destination": item["destination"],
+                **route,
+                **stamps,
+            }
+        counts = {"capacity": int(item["capacity"]), "seats_booked": int(item["seats_booked"])}
+        return {"flight_key": key, "origin_id": item["origin"], "destination_id": item["destination"], **route, **counts, **stamps}
+
+    def apply(self, cursor, record: dict) -> None:
+        change = json.loads(self.b64decode(record["kinesis"]["data"]))
+        item = {k: self.deserializer.deserialize(v) for k, v in change["dynamodb"]["NewImage"].items()}
+        model, key = self.tables[item["entity"]]
+        row = self.row(item["entity"], item)
+        table = model._meta.db_table
+        cursor.execute(f"SELECT version FROM {table} WHERE {key} = %s", [row[key]])
+        found = cursor.fetchone()
+        if found is None:
+            columns = [*row, "deleted", "projected_at"]
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
+                [*row.values(), 0, row["updated_at"]],
+            )
+        elif found[0] < row["version"]:
+            cursor.execute(f"UPDATE {table} SET {', '.join(f'{c} = %s' for c in row)} WHERE {key} = %s", [*row.values(), row[key]])
+
+
+def run_naive(records: list[dict]) -> float:
+    from django.db import connection, transaction
+
+    truncate()
+    projector = NaiveProjector()
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        for record in records:
+            with transaction.atomic():
+                projector.apply(cursor, record)
+    return time.perf_counter() - started
+
+
+def run_ceiling() -> float:
+    """Read back the handler's final rows, then write them again with multi-row INSERTs."""
+    from django.db import connection, transaction
+
+    from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop
+
+    tables = []
+    with connection.cursor() as cursor:
+        for model in (Customer, Flight, FlightStop, Booking, FlightEvent):
+            cursor.execute(f"SELECT * FROM {model._meta.db_table}")
+            tables.append((model._meta.db_table, [c[0] for c in cursor.description], cursor.fetchall()))
+    truncate()
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        for table, columns, rows in tables:
+            for start in range(0, len(rows), BATCH):
+                chunk = rows[start : start + BATCH]
+                values = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(chunk))
+                with transaction.atomic():
+                    cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}", [v for row in chunk for v in row])
+    return time.perf_counter() - started
+
+
+def peak_memory(records: list[dict]) -> float:
+    from cdc_lambda.handler import handler
+
+    truncate()
+    tracemalloc.start()
+    handler({"Records": records[:MEMORY_BATCH]}, None)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def final_rows() -> dict[str, int]:
+    from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop
+
+    return {model.__name__: model.objects.count() for model in (Customer, Flight, FlightStop, Booking, FlightEvent)}
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def report(
+    *, records: int, handler_s: float, naive_n: int, naive_s: float, ceiling_s: float, peak_mb: float, rows: dict, command: str
+) -> str:
+    handler_rate, naive_rate, ceiling_rate = records / handler_s, naive_n / naive_s, records / ceiling_s
+    vs_naive, vs_ceiling = handler_rate / naive_rate, handler_rate / ceiling_rate
+    verdict = {
+        "events_per_second": handler_rate >= TARGETS["events_per_second"],
+        "vs_naive": vs_naive >= TARGETS["vs_naive"],
+        "vs_ceiling": vs_ceiling >= TARGETS["vs_ceiling"],
+    }
+    ok = {True: "met", False: "MISSED"}
+    return "\n".join(
+        [
+            f"`{command}` — MariaDB on loopback, {os.cpu_count()} CPUs, Python {platform.python_version()}; {records:,} change records in batches of {BATCH:,}.",
+            "",
+            "| projector | events/s | handler ratio | target |",
+            "|---|---:|---:|---|",
+            f"| `cdc_lambda.handler` (bulk, one transaction per batch) | {handler_rate:,.0f} | 1 | ≥ 30,000 events/s: {ok[verdict['events_per_second']]} |",
+            f"| naive per record (SELECT + INSERT/UPDATE + commit; first {naive_n:,} records) | {naive_rate:,.0f} | {vs_naive:.1f}× faster | ≥ 15×: {ok[verdict['vs_naive']]} |",
+            f"| ceiling: final rows as plain multi-row INSERTs | {ceiling_rate:,.0f} | {vs_ceiling:.2f} of it | ≥ 0.25: {ok[verdict['vs_ceiling']]} |",
+            "",
+            f"Peak memory of one {MEMORY_BATCH:,}-record batch through the handler (tracemalloc): {peak_mb:.1f} MiB.",
+            f"Final read model: {', '.join(f'{n:,} {name}' for name, n in rows.items())}.",
+        ]
+    )
+
+
+def write_docs(body: str) -> None:
+    """Replace (or add) only this benchmark's section of docs/BENCHMARKS.md."""
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    heading = "## CDC projection"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = f"{heading}\n\n{body}\n"
+    if heading in text:
+        before, _, rest = text.partition(heading)
+        after = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--naive", type=int, default=10_000, help="records for the naive projector")
+    parser.add_argument("--write-docs", action="store_true")
+    options = parser.parse_args()
+    setup_django()
+    print(f"building {options.records:,} change records ...", flush=True)
+    records = change_records(count=options.records)
+    handler_s = run_handler(events(records, BATCH))
+    rows = final_rows()
+    print(f"handler: {options.records / handler_s:,.0f} events/s", flush=True)
+    ceiling_s = run_ceiling()
+    print(f"ceiling: {options.records / ceiling_s:,.0f} events/s", flush=True)
+    naive_n = min(options.naive, len(records))
+    naive_s = run_naive(records[:naive_n])
+    print(f"naive: {naive_n / naive_s:,.0f} events/s", flush=True)
+    peak_mb = peak_memory(records)
+    command = f".venv/bin/python bench/cdc_bench.py --records {options.records} --naive {options.naive}"
+    body = report(
+        records=options.records,
+        handler_s=handler_s,
+        naive_n=naive_n,
+        naive_s=naive_s,
+        ceiling_s=ceiling_s,
+        peak_mb=peak_mb,
+        rows=rows,
+        command=command,
+    )
+    print(body)
+    if options.write_docs:
+        write_docs(body)
+
+
+if __name__ == "__main__":
+    main()
