@@ -53,7 +53,7 @@ def customer_register(*, customer_id: str, full_name: str, mobile: str = "", ema
         repo.put_new(repo.customer_key(customer_id), item)
     except ConditionFailed:
         raise Conflict(f"customer {customer_id} already exists", code="customer_exists") from None
-    return item
+    return _public(item)
 
 
 def customer_get(*, customer_id: str) -> dict:

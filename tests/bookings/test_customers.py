@@ -69,3 +69,10 @@ def test_patching_an_unknown_customer_is_404(staff):
     r = patch(staff, customer_url("nobody"), {"full_name": "Nobody"})
     assert r.status_code == 404
     assert table_items() == []
+
+
+def test_the_registration_answer_is_the_profile_a_read_returns(as_customer):
+    alice = as_customer("alice")
+    created = post(alice, CUSTOMERS, {"customer_id": "alice", "full_name": "Alice", "mobile": "+1 555 0100"}).json()
+    read = alice.get(customer_url("alice")).json()
+    assert created == {k: v for k, v in read.items() if k != "orders"}
