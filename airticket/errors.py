@@ -1,5 +1,7 @@
 """One error shape for the whole API: {"error": {"code", "message", "fields"}}."""
 
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -96,3 +98,20 @@ def exception_handler(exc, context):
     detail = getattr(exc, "detail", str(exc))
     response.data = error_body(code, str(detail))
     return response
+
+
+# Django's own 404 and 500 pages are HTML; under /api/ a client gets the one JSON error shape.
+def _is_api(request) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    if _is_api(request):
+        return JsonResponse(error_body("not_found", f"no endpoint at {request.path_info}"), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if _is_api(request):
+        return JsonResponse(error_body("server_error", "internal error"), status=500)
+    return defaults.server_error(request)

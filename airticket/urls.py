@@ -14,3 +14,6 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "airticket.errors.not_found"
+handler500 = "airticket.errors.server_error"

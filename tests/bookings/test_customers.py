@@ -1,3 +1,6 @@
+from django.test import override_settings
+
+from bookings import services
 from tests.bookings.api import CUSTOMERS, customer_url, error, patch, place_order, post, stored_customer, table_items
 from tests.factories import make_customer, make_flight
 
@@ -76,3 +79,26 @@ def test_the_registration_answer_is_the_profile_a_read_returns(as_customer):
     created = post(alice, CUSTOMERS, {"customer_id": "alice", "full_name": "Alice", "mobile": "+1 555 0100"}).json()
     read = alice.get(customer_url("alice")).json()
     assert created == {k: v for k, v in read.items() if k != "orders"}
+
+
+@override_settings(DEBUG=False)
+def test_an_unknown_api_url_is_a_json_404(as_customer):
+    r = as_customer("alice").get("/api/v1/customers/alice/tickets")
+    assert r.status_code == 404
+    assert error(r)["code"] == "not_found"
+
+
+@override_settings(DEBUG=False)
+def test_a_crash_under_the_api_is_a_json_500_without_details(as_customer, monkeypatch):
+    make_customer("alice")
+
+    def crash(**kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(services, "customer_get_with_orders", crash)
+    alice = as_customer("alice")
+    alice.raise_request_exception = False
+    r = alice.get(customer_url("alice"))
+    assert r.status_code == 500
+    assert error(r)["code"] == "server_error"
+    assert b"secret internals" not in r.content
