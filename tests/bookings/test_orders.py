@@ -238,3 +238,20 @@ def test_changing_an_order_to_its_own_flight_is_a_no_op(as_customer):
     assert r.status_code == 200
     assert r.json()["version"] == 1
     assert table_items() == before
+
+
+def test_listing_the_orders_of_an_unknown_customer_is_404(staff):
+    r = staff.get(orders_url("nobody"))
+    assert r.status_code == 404
+
+
+def test_another_customers_order_id_under_ones_own_path_is_404(as_customer):
+    make_customer("bob")
+    bob_order = services.order_place(customer_id="bob", **booking(make_flight()))
+    make_customer("alice")
+    alice, elsewhere = as_customer("alice"), make_flight()
+    before = table_items()
+    assert alice.get(order_url("alice", bob_order["order_id"])).status_code == 404
+    assert post(alice, cancel_order_url("alice", bob_order["order_id"])).status_code == 404
+    assert patch(alice, order_url("alice", bob_order["order_id"]), booking(elsewhere)).status_code == 404
+    assert table_items() == before
