@@ -10,10 +10,10 @@ Rows are tuples in the column order of `TARGETS` (key, version, deleted, ...), r
 bulk statements in `projection`: no ORM objects in the hot path.
 """
 
-import base64
 import binascii
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -29,6 +29,7 @@ IGNORED = frozenset({repo.BOOKING_GUARD, repo.IDEMPOTENCY})
 EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
 
 _deserializer = TypeDeserializer()
+_json_decode = json.JSONDecoder().decode
 
 
 class Poison(Exception):
@@ -119,21 +120,75 @@ def flight_key(flight_number: str, flight_date: str) -> str:
 
 
 def _value(attr):
-    """DynamoDB JSON -> Python. Strings, integers and lists of them (nearly every attribute)
-    take a fast path; anything else goes through boto3's TypeDeserializer."""
-    if type(attr) is dict and len(attr) == 1:
-        if "S" in attr:
-            return attr["S"]
-        raw = attr.get("N")
-        if type(raw) is str and raw.isdigit():
-            return int(raw)
-        items = attr.get("L")
-        if type(items) is list:
-            return [_value(item) for item in items]
+    """DynamoDB JSON -> Python through boto3's TypeDeserializer (the general path)."""
     try:
         return _deserializer.deserialize(attr)
-    except (TypeError, ValueError, AttributeError, KeyError, InvalidOperation) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, InvalidOperation) as exc:
         raise Poison(f"not a DynamoDB attribute value: {attr!r:.80}") from exc
+
+
+def _fast(attr, tag: str):
+    """The hot path for the type an attribute should have ({"S": ...}, {"N": "<digits>"}, a list
+    of strings); anything else goes through TypeDeserializer, and the check then decides."""
+    if type(attr) is dict:
+        raw = attr.get(tag)
+        if tag == "S" and type(raw) is str:
+            return raw
+        if tag == "N" and type(raw) is str and raw.isdigit():
+            return int(raw)
+        if tag == "L" and type(raw) is list and all(type(item) is dict and type(item.get("S")) is str for item in raw):
+            return [item["S"] for item in raw]
+    return _value(attr)
+
+
+# --- what each attribute must be ----------------------------------------------------------------
+# A check takes the deserialised value and returns what the row stores, or raises ValueError or
+# TypeError; `what` names the expectation in the poison message.
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    tag: str
+    check: Callable
+    what: str
+
+
+def _text(limit: int, *, blank: bool = False) -> Kind:
+    def check(value):
+        if type(value) is not str or len(value) > limit or (not blank and not value):
+            raise ValueError
+        return value
+
+    return Kind("S", check, f"a {'' if blank else 'non-empty '}string of at most {limit} characters")
+
+
+def _count(value) -> int:
+    if type(value) is Decimal and value == value.to_integral_value():
+        value = int(value)
+    if type(value) is not int or value < 0:
+        raise ValueError
+    return value
+
+
+def _code(value) -> str:
+    if type(value) is not str or len(value) != 3:
+        raise ValueError
+    return value
+
+
+def _codes(value) -> list[str]:
+    if type(value) is not list or not all(type(code) is str and len(code) == 3 for code in value):
+        raise ValueError
+    return value
+
+
+def _choice(choices) -> Kind:
+    def check(value):
+        if value not in choices:
+            raise ValueError
+        return value
+
+    return Kind("S", check, f"one of {sorted(choices)}")
 
 
 # Dates and times of day repeat across a batch (flight dates, departure times): parse each once.
@@ -162,96 +217,73 @@ def _utc_text(value: str) -> str:
     return str(parsed.astimezone(UTC).replace(tzinfo=None))
 
 
-class Image:
-    """Typed, validating access to one image (NewImage or OldImage); every failure is Poison."""
+COUNT = Kind("N", _count, "a non-negative integer")
+CODE = Kind("S", _code, "an IATA code")
+CODES = Kind("L", _codes, "a list of IATA codes")
+DAY = Kind("S", _iso_day, "an ISO date")
+CLOCK = Kind("S", _iso_clock, "a local time of day")
+INSTANT = Kind("S", _utc_text, "an ISO timestamp with a UTC offset")
+OPTIONAL = object()  # a field default: the attribute may be absent
 
-    __slots__ = ("attrs", "label")
 
-    def __init__(self, attrs, label: str):
-        if type(attrs) is not dict:
-            raise Poison(f"{label} is not a map")
-        self.attrs = attrs
-        self.label = label
-
-    def raw(self, name: str):
-        attr = self.attrs.get(name)
+def values(image: dict, fields: tuple, label: str) -> list:
+    """The checked values of `fields` ((attribute, Kind[, default]) ...), in order; Poison
+    names the first attribute that is missing or wrong."""
+    out = []
+    for field in fields:
+        name, kind = field[0], field[1]
+        attr = image.get(name)
         if attr is None:
-            raise Poison(f"{self.label}.{name} is missing")
-        return _value(attr)
-
-    def _string(self, name: str):
-        """The hot path: most attributes are {"S": ...}; anything else takes the general one."""
-        attr = self.attrs.get(name)
-        if type(attr) is dict:
-            value = attr.get("S")
-            if type(value) is str:
-                return value
-        return self.raw(name)
-
-    def _fail(self, name: str, what: str, value) -> Poison:
-        return Poison(f"{self.label}.{name} is not {what}: {value!r:.80}")
-
-    def text(self, name: str, *, max_length: int, blank: bool = False) -> str:
-        value = self._string(name)
-        if type(value) is not str or len(value) > max_length or (not blank and not value):
-            raise self._fail(name, f"a {'' if blank else 'non-empty '}string of at most {max_length} characters", value)
-        return value
-
-    def optional_text(self, name: str, *, max_length: int) -> str:
-        return self.text(name, max_length=max_length, blank=True) if name in self.attrs else ""
-
-    def integer(self, name: str) -> int:
-        value = self.raw(name)
-        if type(value) is Decimal and value == value.to_integral_value():
-            value = int(value)
-        if type(value) is not int or value < 0:
-            raise self._fail(name, "a non-negative integer", value)
-        return value
-
-    def choice(self, name: str, choices) -> str:
-        value = self._string(name)
-        if value not in choices:
-            raise self._fail(name, f"one of {sorted(choices)}", value)
-        return value
-
-    def _parsed(self, name: str, parse, what: str) -> str:
-        value = self._string(name)
+            if len(field) > 2:
+                out.append("")
+                continue
+            raise Poison(f"{label}.{name} is missing")
         try:
-            return parse(value)
+            out.append(kind.check(_fast(attr, kind.tag)))
         except (TypeError, ValueError):
-            raise self._fail(name, what, value) from None
+            raise Poison(f"{label}.{name} is not {kind.what}: {attr!r:.80}") from None
+    return out
 
-    def day(self, name: str) -> str:
-        return self._parsed(name, _iso_day, "an ISO date")
 
-    def clock(self, name: str) -> str:
-        return self._parsed(name, _iso_clock, "a local time of day")
-
-    def instant(self, name: str) -> str:
-        """An ISO timestamp with an offset ("...Z"), as the naive UTC text Django stores."""
-        return self._parsed(name, _utc_text, "an ISO timestamp with a UTC offset")
-
-    def codes(self, name: str) -> list[str]:
-        value = self.raw(name)
-        if type(value) is not list or not all(type(code) is str and len(code) == 3 for code in value):
-            raise self._fail(name, "a list of IATA codes", value)
-        return value
+def _image(stream: dict, which: str) -> dict:
+    image = stream.get(which)
+    if type(image) is not dict:
+        raise Poison(f"{which} is missing" if image is None else f"{which} is not a map")
+    return image
 
 
 # --- one parser per projected entity -------------------------------------------------------
 
-_CUSTOMER_ID = _max_length(Customer, "customer_id")
-_FULL_NAME = _max_length(Customer, "full_name")
-_MOBILE = _max_length(Customer, "mobile")
-_EMAIL = _max_length(Customer, "email")
-_ORDER_ID = _max_length(Booking, "order_id")
-_FLIGHT_NUMBER = _max_length(Flight, "flight_number")
-_BOOKING_STATUSES = frozenset(BookingStatus.values)
-_FLIGHT_STATUSES = frozenset(FlightStatus.values)
-
-
-def _stamp(image: Image, version: int, deleted: bool) -> tuple:
-    return (version, deleted, image.instant("created_at"), image.instant("updated_at"))
+_STAMPS = (("version", COUNT), ("created_at", INSTANT), ("updated_at", INSTANT))
+_ROUTE = (("origin", CODE), ("transfers", CODES), ("destination", CODE), ("departure_time", CLOCK), ("arrival_time", CLOCK))
+_FLIGHT_NUMBER = _text(_max_length(Flight, "flight_number"))
+_FIELDS = {
+    CUSTOMER: (
+        ("customer_id", _text(_max_length(Customer, "customer_id"))),
+        *_STAMPS,
+        ("full_name", _text(_max_length(Customer, "full_name"))),
+        ("mobile", _text(_max_length(Customer, "mobile"), blank=True), OPTIONAL),
+        ("email", _text(_max_length(Customer, "email"), blank=True), OPTIONAL),
+    ),
+    ORDER: (
+        ("order_id", _text(_max_length(Booking, "order_id"))),
+        *_STAMPS,
+        ("customer_id", _text(_max_length(Customer, "customer_id"))),
+        ("flight_number", _FLIGHT_NUMBER),
+        ("flight_date", DAY),
+        *_ROUTE,
+        ("status", _choice(frozenset(BookingStatus.values))),
+    ),
+    FLIGHT: (
+        ("flight_number", _FLIGHT_NUMBER),
+        *_STAMPS,
+        ("flight_date", DAY),
+        *_ROUTE,
+        ("capacity", COUNT),
+        ("seats_booked", COUNT),
+        ("status", _choice(frozenset(FlightStatus.values))),
+    ),
+}
 
 
 def _require_key(keys: dict, expected: dict) -> None:
@@ -260,75 +292,34 @@ def _require_key(keys: dict, expected: dict) -> None:
         raise Poison(f"key {keys} does not match the item's attributes (expected {expected})")
 
 
-def _customer(image: Image, keys: dict, version: int, deleted: bool) -> Change:
-    customer_id = image.text("customer_id", max_length=_CUSTOMER_ID)
+def _customer(image: dict, label: str, keys: dict, removed: bool) -> Change:
+    customer_id, version, created, updated, full_name, mobile, email = values(image, _FIELDS[CUSTOMER], label)
     _require_key(keys, repo.customer_key(customer_id))
-    row = (
-        customer_id,
-        *_stamp(image, version, deleted),
-        image.text("full_name", max_length=_FULL_NAME),
-        image.optional_text("mobile", max_length=_MOBILE),
-        image.optional_text("email", max_length=_EMAIL),
+    version += removed  # a removal leaves a tombstone one version past the last image
+    return Change(CUSTOMER, customer_id, version, removed, (customer_id, version, removed, created, updated, full_name, mobile, email))
+
+
+def _order(image: dict, label: str, keys: dict, removed: bool) -> Change:
+    order_id, version, created, updated, customer_id, number, day, origin, transfers, destination, departs, arrives, status = values(
+        image, _FIELDS[ORDER], label
     )
-    return Change(CUSTOMER, customer_id, version, deleted, row)
-
-
-def _route(image: Image) -> tuple[str, list[str], str]:
-    return _code(image, "origin"), image.codes("transfers"), _code(image, "destination")
-
-
-def _code(image: Image, name: str) -> str:
-    value = image.text(name, max_length=3)
-    if len(value) != 3:
-        raise image._fail(name, "an IATA code", value)
-    return value
-
-
-def _order(image: Image, keys: dict, version: int, deleted: bool) -> Change:
-    order_id = image.text("order_id", max_length=_ORDER_ID)
-    customer_id = image.text("customer_id", max_length=_CUSTOMER_ID)
     _require_key(keys, repo.order_key(customer_id, order_id))
-    number = image.text("flight_number", max_length=_FLIGHT_NUMBER)
-    day = image.day("flight_date")
-    origin, transfers, destination = _route(image)
-    row = (
-        order_id,
-        *_stamp(image, version, deleted),
-        customer_id,
-        flight_key(number, day),
-        number,
-        day,
-        origin,
-        json.dumps(transfers),
-        destination,
-        image.clock("departure_time"),
-        image.clock("arrival_time"),
-        image.choice("status", _BOOKING_STATUSES),
+    version += removed
+    row = (order_id, version, removed, created, updated, customer_id, flight_key(number, day), number, day, origin)
+    row += (json.dumps(transfers) if transfers else "[]", destination, departs, arrives, status)
+    return Change(ORDER, order_id, version, removed, row)
+
+
+def _flight(image: dict, label: str, keys: dict, removed: bool) -> Change:
+    number, version, created, updated, day, origin, transfers, destination, departs, arrives, capacity, seats, status = values(
+        image, _FIELDS[FLIGHT], label
     )
-    return Change(ORDER, order_id, version, deleted, row)
-
-
-def _flight(image: Image, keys: dict, version: int, deleted: bool) -> Change:
-    number = image.text("flight_number", max_length=_FLIGHT_NUMBER)
-    day = image.day("flight_date")
     _require_key(keys, repo.flight_key(number, day))
     key = flight_key(number, day)
-    origin, transfers, destination = _route(image)
-    row = (
-        key,
-        *_stamp(image, version, deleted),
-        number,
-        day,
-        origin,
-        json.dumps(transfers),
-        destination,
-        image.clock("departure_time"),
-        image.clock("arrival_time"),
-        image.integer("capacity"),
-        image.integer("seats_booked"),
-        image.choice("status", _FLIGHT_STATUSES),
-    )
-    return Change(FLIGHT, key, version, deleted, row, route=(origin, *transfers, destination))
+    version += removed
+    row = (key, version, removed, created, updated, number, day, origin, json.dumps(transfers), destination, departs, arrives, capacity)
+    row += (seats, status)
+    return Change(FLIGHT, key, version, removed, row, route=(origin, *transfers, destination))
 
 
 _PARSERS = {CUSTOMER: _customer, ORDER: _order, FLIGHT: _flight}
@@ -336,20 +327,18 @@ _PARSERS = {CUSTOMER: _customer, ORDER: _order, FLIGHT: _flight}
 
 # --- flight domain events --------------------------------------------------------------------
 
-
-def _schedule(image: Image) -> dict:
-    return {
-        "status": image.choice("status", _FLIGHT_STATUSES),
-        "departure_time": image.clock("departure_time"),
-        "arrival_time": image.clock("arrival_time"),
-    }
+_SCHEDULE = (("status", _choice(frozenset(FlightStatus.values))), ("departure_time", CLOCK), ("arrival_time", CLOCK))
 
 
-def flight_events(old: Image, new: Image) -> tuple[tuple[str, str], ...]:
+def _schedule(image: dict, label: str) -> dict:
+    return dict(zip(("status", "departure_time", "arrival_time"), values(image, _SCHEDULE, label), strict=True))
+
+
+def flight_events(old: dict, new: dict) -> tuple[tuple[str, str], ...]:
     """CANCELLED when a flight becomes cancelled; DELAYED when it becomes delayed or its times
     move. Derived from the record's own two images, not from the read model, so a late or
     repeated record yields the same event (FlightEvent is unique per flight/kind/version)."""
-    before, after = _schedule(old), _schedule(new)
+    before, after = _schedule(old, "OldImage"), _schedule(new, "NewImage")
     cancelled = FlightStatus.CANCELLED
     if after["status"] == cancelled:
         kind = FlightEventKind.CANCELLED if before["status"] != cancelled else None
@@ -372,12 +361,12 @@ def _times(schedule: dict) -> tuple[str, str]:
 def payload(record: dict) -> dict:
     """The change record inside a Lambda Kinesis record: base64 -> JSON object."""
     try:
-        data = record["kinesis"]["data"]
-        raw = base64.b64decode(data, validate=True)
+        # strict_mode: refuse non-alphabet characters and bad padding (C speed, no regex).
+        raw = binascii.a2b_base64(record["kinesis"]["data"], strict_mode=True)
     except (KeyError, TypeError, binascii.Error, ValueError) as exc:
         raise Poison(f"data is not base64: {exc}") from None
     try:
-        decoded = json.loads(raw)
+        decoded = _json_decode(raw.decode())  # the streaming destination writes UTF-8
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise Poison(f"data is not JSON: {exc}") from None
     if type(decoded) is not dict:
@@ -385,12 +374,8 @@ def payload(record: dict) -> dict:
     return decoded
 
 
-def _keys(stream: dict) -> dict:
-    keys = stream.get("Keys")
-    if type(keys) is not dict:
-        raise Poison("dynamodb.Keys is missing")
-    image = Image(keys, "Keys")
-    return {"PK": image.text("PK", max_length=1024), "SK": image.text("SK", max_length=1024)}
+_KEY_TEXT = _text(1024)
+_KEYS = (("PK", _KEY_TEXT), ("SK", _KEY_TEXT))
 
 
 def decode(record: dict) -> Change | None:
@@ -403,18 +388,18 @@ def decode(record: dict) -> Change | None:
     stream = change.get("dynamodb")
     if type(stream) is not dict:
         raise Poison("dynamodb is missing")
-    keys = _keys(stream)
+    pk, sk = values(_image(stream, "Keys"), _KEYS, "Keys")
     removed = event_name == "REMOVE"
-    image = Image(stream.get("OldImage" if removed else "NewImage"), "OldImage" if removed else "NewImage")
-    entity = image.raw("entity")
+    label = "OldImage" if removed else "NewImage"
+    image = _image(stream, label)
+    entity = image.get("entity")
+    entity = _fast(entity, "S") if entity is not None else None
     if entity in IGNORED:
         return None
-    parser = _PARSERS.get(entity)
+    parser = _PARSERS.get(entity) if type(entity) is str else None
     if parser is None:
         raise Poison(f"unknown item type {entity!r:.40}")
-    version = image.integer("version")
-    # A removal leaves a tombstone one version past the last image, so a late image is ignored.
-    result = parser(image, keys, version + 1 if removed else version, removed)
+    result = parser(image, label, {"PK": pk, "SK": sk}, removed)
     if entity == FLIGHT and event_name == "MODIFY":
-        result.events = flight_events(Image(stream.get("OldImage"), "OldImage"), image)
+        result.events = flight_events(_image(stream, "OldImage"), image)
     return result
