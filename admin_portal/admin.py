@@ -17,7 +17,6 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters, ShowFacets
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import DateTimeField
 from django.http import HttpResponseRedirect
@@ -35,13 +34,14 @@ from . import operations, selectors, services
 from .filters import PassengerFilter
 from .forms import ConfirmForm, NotifyForm, RescheduleForm, WeatherNotifyForm
 from .models import Airport, Booking, Customer, Flight, FlightEvent, Notification, ShardCheckpoint, WeatherAlert
+from .pagination import DeferredJoinPaginator
 
 admin.site.site_header = "Air-ticket staff portal"
 admin.site.site_title = "Air-ticket staff"
 admin.site.index_title = "Bookings, flights, weather and operations"
 
 
-class CappedCountPaginator(Paginator):
+class CappedCountPaginator(DeferredJoinPaginator):
     """Counts at most CAP rows: exact for any selective filter, and bounded work for a whole
     table (whose size is then MySQL's estimate, when the list is unfiltered)."""
 
@@ -403,6 +403,19 @@ class BookingAdmin(ReadModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(deleted=False).prefetch_related("customer")
+
+    def get_ordering(self, request):
+        """Newest first for browsing; a selection or search is ordered the way its index is,
+        so a page is sorted from the index without reading every matching row."""
+        term = request.GET.get("q", "").strip()
+        kind = selectors.booking_search_kind(term=term)[0] if term else None
+        if request.GET.get("flight_number") or kind == "flight":
+            return ["flight_number", "flight_date", "order_id"]
+        if request.GET.get("city") or request.GET.get("weather") or kind == "place":
+            return list(selectors.BY_FLIGHT)
+        if kind == "customer":
+            return ["customer_id", "order_id"]
+        return super().get_ordering(request)
 
     def get_search_results(self, request, queryset, search_term):
         return selectors.booking_search(bookings=queryset, term=search_term), False

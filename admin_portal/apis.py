@@ -23,6 +23,7 @@ from airticket.auth import BearerTokenAuthentication, IsStaff
 from . import services
 from .filters import CustomerFilter, PassengerFilter, WeatherAlertFilter, passenger_selection
 from .models import AlertSource, Booking, Customer, WeatherAlert
+from .pagination import DeferredJoinPaginator
 from .serializers import CustomerOutput, NotifyInput, NotifyOutput, PassengerOutput, WeatherAlertInput, WeatherAlertOutput
 
 MAX_PAGE = 1_000_000
@@ -31,6 +32,7 @@ MAX_PAGE = 1_000_000
 class QueryPagination(PageNumberPagination):
     """{count, next, previous, results}; `page` and `page_size` are validated, not ignored."""
 
+    django_paginator_class = DeferredJoinPaginator
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500

@@ -23,6 +23,10 @@ from bookings.serializers import FLIGHT_NUMBER
 
 from .models import Airport, Booking, BookingStatus, Customer, FlightStop, WeatherAlert
 
+# Multi-flight selections are ordered by flight key then order id: both live in the passenger
+# index (flight, status, deleted, +pk), so a page is sorted without reading rows.
+BY_FLIGHT = ("flight_id", "order_id")
+
 # How many customers a name search may expand to before it is refined: keeps the booking
 # lookup an index probe per customer instead of a scan.
 NAME_SEARCH_LIMIT = 1000
@@ -77,7 +81,7 @@ def passenger_list_by_city(
         return Booking.objects.none()
     touching = flight_keys_touching(airports=airports, date_from=date_from, date_to=date_to)
     bookings = booking_base(status=status).filter(flight_id__in=touching)
-    return bookings.order_by("flight_date", "flight_id", "order_id").prefetch_related("customer")
+    return bookings.order_by(*BY_FLIGHT).prefetch_related("customer")
 
 
 def weather_alert_list(*, active_at: datetime | None = None, city: str = "") -> QuerySet[WeatherAlert]:
@@ -148,7 +152,7 @@ def passenger_list_by_alerts(*, alerts: list[WeatherAlert], status: str | None =
     if touching is None:
         return Booking.objects.none()
     bookings = booking_base(status=status).filter(flight_id__in=touching)
-    return bookings.order_by("flight_date", "flight_id", "order_id").prefetch_related("customer")
+    return bookings.order_by(*BY_FLIGHT).prefetch_related("customer")
 
 
 def passenger_list_by_weather(*, at: datetime | None = None, status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
@@ -165,18 +169,27 @@ def customer_list(*, search: str = "") -> QuerySet[Customer]:
     return customers.order_by("customer_id")
 
 
-def booking_search(*, bookings: QuerySet[Booking], term: str) -> QuerySet[Booking]:
-    """The admin's booking search box. The term is read as the most specific thing it can be,
-    so the lookup stays on an index: a flight number, else an airport code or city name
-    (bookings whose flight touches it, transfers included), else a customer id, order id or
+def booking_search_kind(*, term: str) -> tuple[str, list[str]]:
+    """What the admin's booking search box was given, read as the most specific thing it can
+    be so the lookup stays on an index: ("flight", []) for a flight number, ("place", airports)
+    for an airport code or city name, else ("customer", []) for a customer id, order id or
     customer name prefix."""
+    if FLIGHT_NUMBER.fullmatch(term.upper()):
+        return "flight", []
+    airports = airport_codes_for_place(place=term)
+    return ("place", airports) if airports else ("customer", [])
+
+
+def booking_search(*, bookings: QuerySet[Booking], term: str) -> QuerySet[Booking]:
+    """Bookings matching the search box (see `booking_search_kind`); a place matches every
+    booking whose flight touches it, transfers included."""
     term = term.strip()
     if not term:
         return bookings
-    if FLIGHT_NUMBER.fullmatch(term.upper()):
+    kind, airports = booking_search_kind(term=term)
+    if kind == "flight":
         return bookings.filter(flight_number=term.upper())
-    airports = airport_codes_for_place(place=term)
-    if airports:
+    if kind == "place":
         return bookings.filter(flight_id__in=flight_keys_touching(airports=airports))
     named = customer_ids_by_name(prefix=term)
     return bookings.filter(Q(customer_id=term) | Q(order_id=term) | Q(customer_id__in=named))
