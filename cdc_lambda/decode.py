@@ -223,25 +223,30 @@ CODES = Kind("L", _codes, "a list of IATA codes")
 DAY = Kind("S", _iso_day, "an ISO date")
 CLOCK = Kind("S", _iso_clock, "a local time of day")
 INSTANT = Kind("S", _utc_text, "an ISO timestamp with a UTC offset")
-OPTIONAL = object()  # a field default: the attribute may be absent
+OPTIONAL = True  # third element of a field: the attribute may be absent (stored as "")
 
 
-def values(image: dict, fields: tuple, label: str) -> list:
-    """The checked values of `fields` ((attribute, Kind[, default]) ...), in order; Poison
-    names the first attribute that is missing or wrong."""
+def fields(*spec: tuple) -> tuple:
+    """(attribute, Kind[, OPTIONAL]) ... -> flat tuples, so the hot loop does no attribute look-ups."""
+    return tuple((name, kind.tag, kind.check, kind.what, bool(rest and rest[0])) for name, kind, *rest in spec)
+
+
+def values(image: dict, spec: tuple, label: str) -> list:
+    """The checked values of the fields, in order; Poison names the first attribute that is
+    missing or wrong."""
     out = []
-    for field in fields:
-        name, kind = field[0], field[1]
+    for name, tag, check, what, optional in spec:
         attr = image.get(name)
         if attr is None:
-            if len(field) > 2:
+            if optional:
                 out.append("")
                 continue
             raise Poison(f"{label}.{name} is missing")
+        raw = attr.get(tag) if type(attr) is dict else None
         try:
-            out.append(kind.check(_fast(attr, kind.tag)))
-        except (TypeError, ValueError):
-            raise Poison(f"{label}.{name} is not {kind.what}: {attr!r:.80}") from None
+            out.append(check(raw if tag == "S" and type(raw) is str else _fast(attr, tag)))
+        except (TypeError, ValueError, Poison):
+            raise Poison(f"{label}.{name} is not {what}: {attr!r:.80}") from None
     return out
 
 
@@ -258,14 +263,14 @@ _STAMPS = (("version", COUNT), ("created_at", INSTANT), ("updated_at", INSTANT))
 _ROUTE = (("origin", CODE), ("transfers", CODES), ("destination", CODE), ("departure_time", CLOCK), ("arrival_time", CLOCK))
 _FLIGHT_NUMBER = _text(_max_length(Flight, "flight_number"))
 _FIELDS = {
-    CUSTOMER: (
+    CUSTOMER: fields(
         ("customer_id", _text(_max_length(Customer, "customer_id"))),
         *_STAMPS,
         ("full_name", _text(_max_length(Customer, "full_name"))),
         ("mobile", _text(_max_length(Customer, "mobile"), blank=True), OPTIONAL),
         ("email", _text(_max_length(Customer, "email"), blank=True), OPTIONAL),
     ),
-    ORDER: (
+    ORDER: fields(
         ("order_id", _text(_max_length(Booking, "order_id"))),
         *_STAMPS,
         ("customer_id", _text(_max_length(Customer, "customer_id"))),
@@ -274,7 +279,7 @@ _FIELDS = {
         *_ROUTE,
         ("status", _choice(frozenset(BookingStatus.values))),
     ),
-    FLIGHT: (
+    FLIGHT: fields(
         ("flight_number", _FLIGHT_NUMBER),
         *_STAMPS,
         ("flight_date", DAY),
@@ -327,7 +332,7 @@ _PARSERS = {CUSTOMER: _customer, ORDER: _order, FLIGHT: _flight}
 
 # --- flight domain events --------------------------------------------------------------------
 
-_SCHEDULE = (("status", _choice(frozenset(FlightStatus.values))), ("departure_time", CLOCK), ("arrival_time", CLOCK))
+_SCHEDULE = fields(("status", _choice(frozenset(FlightStatus.values))), ("departure_time", CLOCK), ("arrival_time", CLOCK))
 
 
 def _schedule(image: dict, label: str) -> dict:
@@ -375,7 +380,7 @@ def payload(record: dict) -> dict:
 
 
 _KEY_TEXT = _text(1024)
-_KEYS = (("PK", _KEY_TEXT), ("SK", _KEY_TEXT))
+_KEYS = fields(("PK", _KEY_TEXT), ("SK", _KEY_TEXT))
 
 
 def decode(record: dict) -> Change | None:
