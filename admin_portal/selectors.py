@@ -27,6 +27,9 @@ from .models import Airport, Booking, BookingStatus, Customer, FlightStop, Weath
 # index (flight, status, deleted, +pk), so a page is sorted without reading rows.
 BY_FLIGHT = ("flight_id", "order_id")
 
+# How many flight keys a selection inlines into its booking query (see `flight_keys`).
+KEY_LIST_LIMIT = 5000
+
 # How many customers a name search may expand to before it is refined: keeps the booking
 # lookup an index probe per customer instead of a scan.
 NAME_SEARCH_LIMIT = 1000
@@ -62,15 +65,25 @@ def airport_codes_for_place(*, place: str) -> list[str]:
     return list(Airport.objects.filter(city__iexact=place).values_list("iata", flat=True))
 
 
-def flight_keys_touching(*, airports: list[str], date_from: date | None = None, date_to: date | None = None) -> QuerySet:
+def flight_keys(*, stops: QuerySet[FlightStop]) -> list[str] | QuerySet:
+    """The flight keys of `stops`, for `flight_id__in`. Up to KEY_LIST_LIMIT keys are inlined:
+    MySQL then reads the passenger index range by range, already in (flight, order) order, and
+    stops at the end of the page, where a semi-join would sort every match first. A larger
+    set stays a subquery."""
+    stops = stops.order_by()  # FlightStop orders by its flight, which would join Flight
+    keys = list(stops.values_list("flight_id", flat=True)[: KEY_LIST_LIMIT + 1])
+    return sorted(set(keys)) if len(keys) <= KEY_LIST_LIMIT else stops.values("flight_id")
+
+
+def flight_keys_touching(*, airports: list[str], date_from: date | None = None, date_to: date | None = None) -> list[str] | QuerySet:
     """Flights with a stop (origin, transfer or destination) at one of `airports` on a date in
-    [date_from, date_to] (either end open when None), as a subquery of flight keys."""
+    [date_from, date_to] (either end open when None)."""
     stops = FlightStop.objects.filter(airport_id__in=airports)
     if date_from:
         stops = stops.filter(flight_date__gte=date_from)
     if date_to:
         stops = stops.filter(flight_date__lte=date_to)
-    return stops.values("flight_id")
+    return flight_keys(stops=stops)
 
 
 def passenger_list_by_city(
@@ -136,13 +149,13 @@ def alert_footprint(*, alert: WeatherAlert) -> AlertFootprint:
     return AlertFootprint(dates_by_airport=dates)
 
 
-def flight_keys_alerted(*, alerts: list[WeatherAlert]) -> QuerySet | None:
+def flight_keys_alerted(*, alerts: list[WeatherAlert]) -> list[str] | QuerySet | None:
     """Flights touching an alerted place on a date inside the alert (a subquery of flight
     keys), or None when the alerts cover no known airport."""
     parts = [q for alert in alerts if (q := alert_footprint(alert=alert).stops_q()) is not None]
     if not parts:
         return None
-    return FlightStop.objects.filter(reduce(operator.or_, parts)).values("flight_id")
+    return flight_keys(stops=FlightStop.objects.filter(reduce(operator.or_, parts)))
 
 
 def passenger_list_by_alerts(*, alerts: list[WeatherAlert], status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
