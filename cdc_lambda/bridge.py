@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.db import connection
 
 from airticket import aws
 
 from . import checkpoints, lifecycle
+from .batch import TRANSIENT_DB_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ _PUT_RECORDS = 500
 _PUT_BYTES = 4_500_000
 _PUT_ATTEMPTS = 8
 _READ_LIMIT = 1000
+_ONCE_FAILURES = 3
 
 
 def partition_key(keys: dict) -> str:
@@ -193,11 +196,29 @@ class Bridge:
         shard.closed = shard.iterator is None
         return len(records)
 
+    def _round(self) -> int:
+        if not self.stream_arn:
+            self.discover()
+        return sum(self.pump(shard) for shard in list(self.shards.values()))
+
     def run(self, *, once: bool = False) -> int:
-        """Bridge until stopped (or, with `once`, until the table's stream has nothing new)."""
-        self.discover()
+        """Bridge until stopped (or, with `once`, until the table's stream has nothing new).
+        An endpoint or the database going away is waited out (a one-shot run gives up after a
+        few tries); the position is the checkpoint, so nothing is skipped."""
+        failures = 0
         while not self.stop.is_set():
-            moved = sum(self.pump(shard) for shard in list(self.shards.values()))
+            try:
+                moved = self._round()
+            except (BotoCoreError, ClientError, *TRANSIENT_DB_ERRORS) as exc:
+                failures += 1
+                if once and failures > _ONCE_FAILURES:
+                    raise
+                logger.warning("bridge: %s: %s", type(exc).__name__, exc)
+                self.stream_arn, self.shards = "", {}  # start over from the stored checkpoints
+                connection.close_if_unusable_or_obsolete()
+                lifecycle.pause(stop=self.stop, seconds=lifecycle.backoff_seconds(attempt=min(failures, 8), base=self.poll_seconds))
+                continue
+            failures = 0
             if moved:
                 continue
             if once or lifecycle.pause(stop=self.stop, seconds=self.poll_seconds):

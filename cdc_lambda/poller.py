@@ -77,7 +77,8 @@ class DeadLetterUnavailable(Exception):
 @dataclass
 class Delivery:
     """The event source mapping's retry rules for one batch of one shard. I/O goes through
-    `ack` (checkpoint) and `dead_letter`, so the rules are testable on their own."""
+    `ack` (checkpoint) and `dead_letter`, so the rules are testable on their own. A bisection
+    counts as an attempt, like a retry, so a crashing record costs a bounded number of calls."""
 
     handler: Handler
     ack: Callable[[list[dict]], None]

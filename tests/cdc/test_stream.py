@@ -6,6 +6,7 @@ import json
 import random
 
 import pytest
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.db import OperationalError, connection
 
@@ -272,3 +273,29 @@ def test_an_idle_poller_keeps_a_checkpoint_per_shard_and_beats_its_heart(aws_env
     poller.run(once=True)
     assert max(rows.values_list("updated_at", flat=True)) > first_beat
     assert set(rows.values_list("sequence_number", flat=True)) == {""}
+
+
+def test_a_checkpoint_that_cannot_be_written_is_retried_and_the_redelivered_records_change_nothing(aws_env):
+    for n in range(10):
+        make_customer(f"c{n}")
+    bridge.run(once=True)
+    refused = []
+
+    def refuse_two_checkpoints(execute, sql, params, many, context):
+        if "shardcheckpoint" in sql and sql.lstrip().upper().startswith("UPDATE") and "sequence_number" in sql and len(refused) < 2:
+            refused.append(sql)
+            raise OperationalError(2006, "MySQL server has gone away")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(refuse_two_checkpoints):
+        done = poller.run(once=True, batch_size=4, backoff_base=0)
+    assert len(refused) == 2
+    assert done.acknowledged == 10 and done.dead_lettered == 0
+    assert sum(ShardCheckpoint.objects.filter(consumer="poller").values_list("records", flat=True)) == 10
+    assert sorted(Customer.objects.values_list("pk", "version")) == [(f"c{n}", 1) for n in range(10)]
+
+
+def test_a_one_shot_bridge_reports_a_missing_table_instead_of_waiting_forever(aws_env):
+    aws.dynamodb().delete_table(TableName=settings.DYNAMODB_TABLE)
+    with pytest.raises(ClientError):
+        bridge.run(once=True, poll_seconds=0)
