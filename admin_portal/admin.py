@@ -410,11 +410,11 @@ class BookingAdmin(ReadModelAdmin):
         term = request.GET.get("q", "").strip()
         kind = selectors.booking_search_kind(term=term)[0] if term else None
         if request.GET.get("flight_number") or kind == "flight":
-            return ["flight_number", "flight_date", "order_id"]
+            return ["flight_number", "flight_date", "status", "order_id"]
         if request.GET.get("city") or request.GET.get("weather") or kind == "place":
             return list(selectors.BY_FLIGHT)
         if kind == "customer":
-            return ["customer_id", "order_id"]
+            return ["customer_id", "status", "order_id"]
         return super().get_ordering(request)
 
     def get_search_results(self, request, queryset, search_term):

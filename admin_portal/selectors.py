@@ -23,16 +23,16 @@ from bookings.serializers import FLIGHT_NUMBER
 
 from .models import Airport, Booking, BookingStatus, Customer, FlightStop, WeatherAlert
 
-# Multi-flight selections are ordered by flight key then order id: both live in the passenger
-# index (flight, status, deleted, +pk), so a page is sorted without reading rows.
-BY_FLIGHT = ("flight_id", "order_id")
+# Multi-flight selections are ordered the way the passenger index (flight, status, deleted,
+# +pk) is, so a page is sorted without reading rows, with or without a status filter.
+BY_FLIGHT = ("flight_id", "status", "order_id")
 
 # How many flight keys a selection inlines into its booking query (see `flight_keys`).
 KEY_LIST_LIMIT = 5000
 
 # How many customers a name search may expand to before it is refined: keeps the booking
 # lookup an index probe per customer instead of a scan.
-NAME_SEARCH_LIMIT = 1000
+NAME_SEARCH_LIMIT = 200
 
 
 def booking_base(*, status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
@@ -205,7 +205,7 @@ def booking_search(*, bookings: QuerySet[Booking], term: str) -> QuerySet[Bookin
     if kind == "place":
         return bookings.filter(flight_id__in=flight_keys_touching(airports=airports))
     named = customer_ids_by_name(prefix=term)
-    return bookings.filter(Q(customer_id=term) | Q(order_id=term) | Q(customer_id__in=named))
+    return bookings.filter(Q(customer_id__in=[term, *named]) | Q(order_id=term))
 
 
 def flight_search(*, flights: QuerySet, term: str) -> QuerySet:
@@ -218,4 +218,5 @@ def flight_search(*, flights: QuerySet, term: str) -> QuerySet:
 
 
 def customer_ids_by_name(*, prefix: str, limit: int = NAME_SEARCH_LIMIT) -> list[str]:
-    return list(Customer.objects.filter(full_name__istartswith=prefix).values_list("customer_id", flat=True)[:limit])
+    # Unordered: any `limit` matches will do, read straight off the full_name index.
+    return list(Customer.objects.filter(full_name__istartswith=prefix).order_by().values_list("customer_id", flat=True)[:limit])

@@ -1,0 +1,405 @@
+"""Query-side benchmark: 1,000,000 bookings, 200,000 customers, 20,000 flights in MariaDB.
+
+Loads a database of its own (multi-row INSERTs through mysqlclient's executemany), then
+measures, in process and so server side (no network), the median and p95 of:
+
+- GET /api/v1/query/passengers by flight and date, by city over 7 days, by active weather;
+- the admin booking changelist and a search on it (Django test client, logged in as staff);
+- the original lab's query shape (SQL built from strings over a copy table without indexes).
+
+    DATABASE_URL=mysql://root@127.0.0.1:3306/airticket_bench_query .venv/bin/python bench/query_bench.py [--reuse] [--runs 200] [--write-docs]
+
+`--reuse` keeps an already loaded database; `--write-docs` rewrites the "Query side" section
+of docs/BENCHMARKS.md with the numbers.
+"""
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/airticket_bench_query")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "airticket.settings")
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("AIRTICKET_ENV", "local")
+
+CUSTOMERS, FLIGHTS, BOOKINGS = 200_000, 20_000, 1_000_000
+DAYS = 20  # each flight number flies daily for DAYS days: FLIGHTS / DAYS numbers
+FIRST_DAY = date(2026, 12, 1)
+HUBS = ["PVG", "SHA", "PEK", "PKX", "CAN", "SZX", "CTU", "HKG", "NRT", "HND", "ICN", "SIN", "BKK", "LHR", "CDG", "FRA", "AMS", "JFK", "LAX", "SFO",
+        "ORD", "DXB", "DOH", "SYD", "MEL", "YYZ", "YVR", "KUL", "MNL", "TPE", "XIY", "KMG", "WUH", "CKG", "HGH", "NKG", "TAO", "XMN", "DLC", "SHE"]  # fmt: skip
+FIRST = ["Wei", "Li", "Anna", "James", "Mei", "Hiro", "Sofia", "Omar", "Lena", "Raj", "Chen", "Maria", "John", "Yuki", "Ivan", "Fatima"]
+LAST = [
+    "Wang",
+    "Zhang",
+    "Smith",
+    "Tanaka",
+    "Garcia",
+    "Khan",
+    "Muller",
+    "Rossi",
+    "Kim",
+    "Nguyen",
+    "Silva",
+    "Brown",
+    "Liu",
+    "Chen",
+    "Sato",
+    "Ali",
+]
+CHUNK = 5000
+LAB_TABLE = "bench_lab_orders"
+
+
+def setup_django() -> None:
+    import django
+    import MySQLdb
+
+    url = os.environ["DATABASE_URL"]
+    name = url.rsplit("/", 1)[-1]
+    server = MySQLdb.connect(host="127.0.0.1", user="root", port=3306)
+    server.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    server.close()
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def insert(cursor, table: str, columns: list[str], rows) -> None:
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == CHUNK:
+            cursor.executemany(sql, batch)
+            batch = []
+    if batch:
+        cursor.executemany(sql, batch)
+
+
+def load(rng: random.Random) -> dict:
+    from django.db import connection
+
+    from admin_portal.management.commands.load_airports import load_airports
+    from admin_portal.models import Booking, Customer, Flight, FlightStop, WeatherAlert
+
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        for model in (Booking, FlightStop, Flight, Customer, WeatherAlert):
+            cursor.execute(f"TRUNCATE TABLE {model._meta.db_table}")
+        cursor.execute(f"DROP TABLE IF EXISTS {LAB_TABLE}")
+    load_airports()
+    now = datetime(2026, 11, 1, 12, 0)
+    with connection.cursor() as cursor:
+        insert(
+            cursor,
+            Customer._meta.db_table,
+            ["customer_id", "full_name", "mobile", "email", "version", "deleted", "created_at", "updated_at", "projected_at"],
+            (
+                (
+                    f"c{i:06d}",
+                    f"{rng.choice(FIRST)} {rng.choice(LAST)} {i}",
+                    "+86 138 0000 0000",
+                    f"c{i:06d}@example.com",
+                    1,
+                    0,
+                    now,
+                    now,
+                    now,
+                )
+                for i in range(CUSTOMERS)
+            ),
+        )
+        flights = []
+        for number_index in range(FLIGHTS // DAYS):
+            number = f"{rng.choice(['MU', 'CA', 'CZ', 'HU', 'FM', 'NH', 'SQ'])}{1000 + number_index}"
+            stops = rng.choice([2] * 13 + [3] * 6 + [4])
+            route = rng.sample(HUBS, stops)
+            for day in range(DAYS):
+                flights.append((number, FIRST_DAY + timedelta(days=day), route))
+        insert(
+            cursor,
+            Flight._meta.db_table,
+            [
+                "flight_key",
+                "flight_number",
+                "flight_date",
+                "origin_id",
+                "destination_id",
+                "transfers",
+                "departure_time",
+                "arrival_time",
+                "capacity",
+                "seats_booked",
+                "status",
+                "version",
+                "deleted",
+                "created_at",
+                "updated_at",
+                "projected_at",
+            ],  # fmt: skip
+            (
+                (
+                    f"{n}#{d}",
+                    n,
+                    d,
+                    r[0],
+                    r[-1],
+                    "[" + ", ".join(f'"{c}"' for c in r[1:-1]) + "]",
+                    "08:00",
+                    "12:30",
+                    300,
+                    50,
+                    "SCHEDULED",
+                    1,
+                    0,
+                    now,
+                    now,
+                    now,
+                )
+                for n, d, r in flights
+            ),
+        )
+        kinds = lambda r: ["ORIGIN", *["TRANSFER"] * (len(r) - 2), "DESTINATION"]  # noqa: E731
+        insert(
+            cursor,
+            FlightStop._meta.db_table,
+            ["flight_id", "seq", "airport_id", "kind", "flight_date"],
+            ((f"{n}#{d}", seq, code, kind, d) for n, d, r in flights for seq, (code, kind) in enumerate(zip(r, kinds(r), strict=True))),
+        )
+
+        def bookings():
+            for i in range(BOOKINGS):
+                n, d, r = flights[i % FLIGHTS]
+                created = now + timedelta(seconds=i * 2)
+                status = "CANCELLED" if rng.random() < 0.1 else "ORDERED"
+                transfers = "[" + ", ".join(f'"{c}"' for c in r[1:-1]) + "]"
+                yield (
+                    f"{i:032x}",
+                    f"c{rng.randrange(CUSTOMERS):06d}",
+                    f"{n}#{d}",
+                    n,
+                    d,
+                    r[0],
+                    transfers,
+                    r[-1],
+                    "08:00",
+                    "12:30",
+                    status,
+                    1,
+                    0,
+                    created,
+                    created,
+                    created,
+                )
+
+        insert(
+            cursor,
+            Booking._meta.db_table,
+            [
+                "order_id",
+                "customer_id",
+                "flight_id",
+                "flight_number",
+                "flight_date",
+                "origin",
+                "transfers",
+                "destination",
+                "departure_time",
+                "arrival_time",
+                "status",
+                "version",
+                "deleted",
+                "created_at",
+                "updated_at",
+                "projected_at",
+            ],  # fmt: skip
+            bookings(),
+        )
+        # The lab's table: one flat row per order, dates as strings, no index at all.
+        cursor.execute(
+            f"CREATE TABLE {LAB_TABLE} ENGINE=InnoDB AS SELECT b.order_id, b.customer_id, c.full_name, b.flight_number, "
+            f"CAST(b.flight_date AS CHAR(10)) AS flight_date, b.origin, b.transfers, b.destination, b.status "
+            f"FROM {Booking._meta.db_table} b JOIN {Customer._meta.db_table} c ON c.customer_id = b.customer_id"
+        )
+        cursor.execute("ANALYZE TABLE " + ", ".join(m._meta.db_table for m in (Booking, FlightStop, Flight, Customer)))
+    return {"seconds": time.perf_counter() - started, "flights": flights}
+
+
+def weather_alerts() -> None:
+
+    from admin_portal.models import WeatherAlert
+
+    WeatherAlert.objects.all().delete()
+    start = datetime(2026, 12, 5, 0, 0, tzinfo=UTC)
+    for city, airport in (("Shanghai", None), ("London", "LHR"), ("New York", None)):
+        WeatherAlert.objects.create(
+            city=city, airport_id=airport, kind="TYPHOON", severity="SEVERE", valid_from=start, valid_to=start + timedelta(days=1)
+        )
+    for i in range(50):  # expired history, to be skipped by the window index
+        old = start - timedelta(days=30 + i)
+        WeatherAlert.objects.create(
+            city=random.choice(["Tokyo", "Paris", "Beijing"]),
+            kind="SNOW",
+            severity="MODERATE",
+            valid_from=old,
+            valid_to=old + timedelta(hours=6),
+        )
+
+
+def timed(call, runs: int) -> dict:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return {"median": statistics.median(samples), "p95": samples[max(0, int(len(samples) * 0.95) - 1)], "runs": runs}
+
+
+def measure(rng: random.Random, flights: list, runs: int) -> list[tuple[str, dict, str]]:
+    from unittest import mock
+
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+
+    from airticket.auth import STAFF, issue_token
+
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {issue_token(role=STAFF)}")
+    if not User.objects.filter(username="bench").exists():
+        User.objects.create_superuser("bench", "bench@example.com", "bench-password-123")
+    admin = Client()
+    admin.force_login(User.objects.get(username="bench"))
+
+    def get(client, path, params=None, expect=200):
+        response = client.get(path, params or {})
+        assert response.status_code == expect, (path, params, response.status_code, response.content[:300])
+        return response
+
+    def by_flight():
+        n, d, _ = rng.choice(flights)
+        get(api, "/api/v1/query/passengers", {"flight_number": n, "flight_date": d.isoformat()})
+
+    def by_city():
+        first = FIRST_DAY + timedelta(days=rng.randrange(DAYS - 7))
+        get(
+            api,
+            "/api/v1/query/passengers",
+            {"city": rng.choice(HUBS), "date_from": first.isoformat(), "date_to": (first + timedelta(days=6)).isoformat()},
+        )
+
+    weather_now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+    def by_weather():
+        with mock.patch("django.utils.timezone.now", return_value=weather_now):
+            get(api, "/api/v1/query/passengers", {"weather": "active"})
+
+    def changelist():
+        get(admin, "/admin/admin_portal/booking/", {"p": rng.randrange(1, 21)})
+
+    def changelist_search():
+        term = rng.choice(
+            [rng.choice(flights)[0], f"c{rng.randrange(CUSTOMERS):06d}", rng.choice(HUBS), f"{rng.choice(FIRST)} {rng.choice(LAST)} 1"]
+        )
+        get(admin, "/admin/admin_portal/booking/", {"q": term})
+
+    def changelist_city_view():
+        first = FIRST_DAY + timedelta(days=rng.randrange(DAYS - 7))
+        get(
+            admin,
+            "/admin/admin_portal/booking/",
+            {"city": rng.choice(HUBS), "city_from": first.isoformat(), "city_to": (first + timedelta(days=6)).isoformat()},
+        )
+
+    def lab(sql_for):
+        def run():
+            with connection.cursor() as cursor:
+                cursor.execute(sql_for())
+                cursor.fetchall()
+
+        return run
+
+    def lab_flight():
+        n, d, _ = rng.choice(flights)
+        return f"SELECT * FROM {LAB_TABLE} WHERE flight_number = '{n}' AND flight_date = '{d}' AND status = 'ORDERED'"
+
+    def lab_city():
+        city = rng.choice(HUBS)
+        return f"SELECT * FROM {LAB_TABLE} WHERE (origin = '{city}' OR destination = '{city}' OR transfers LIKE '%{city}%') AND status = 'ORDERED'"
+
+    lab_runs = max(5, runs // 20)
+    return [
+        ("API passengers by flight + date", timed(by_flight, runs), "< 25 ms"),
+        ("API passengers by city, 7 days", timed(by_city, runs), "< 25 ms"),
+        ("API passengers by active weather (3 alerts)", timed(by_weather, runs), "< 25 ms"),
+        ("admin booking changelist (random page)", timed(changelist, max(20, runs // 4)), "< 300 ms"),
+        ("admin booking search (flight, customer, city, name)", timed(changelist_search, max(20, runs // 4)), "< 300 ms"),
+        ("admin bookings through a city, 7 days", timed(changelist_city_view, max(20, runs // 4)), "< 300 ms"),
+        ("lab shape: flight, string SQL, no index", timed(lab(lab_flight), lab_runs), "comparison"),
+        ("lab shape: city, string SQL + LIKE, no index", timed(lab(lab_city), lab_runs), "comparison"),
+    ]
+
+
+def table(results, load_seconds: float | None, runs: int) -> str:
+    lines = [
+        "| measurement | median ms | p95 ms | runs | target |",
+        "|---|---:|---:|---:|---|",
+        *[f"| {name} | {r['median']:.1f} | {r['p95']:.1f} | {r['runs']} | {target} |" for name, r, target in results],
+    ]
+    if load_seconds is not None:
+        lines.append(f"\nBulk load (1,000,000 bookings, 200,000 customers, 20,000 flights + stops, lab copy): {load_seconds:.0f} s.")
+    return "\n".join(lines)
+
+
+def write_docs(body: str) -> None:
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    heading = "## Query side"
+    section = f"{heading}\n\n{body}\n"
+    if heading in text:
+        before, _, rest = text.partition(heading)
+        after = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reuse", action="store_true", help="keep the loaded data when the counts match")
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--write-docs", action="store_true")
+    options = parser.parse_args()
+    setup_django()
+    from admin_portal.models import Booking, Flight
+
+    rng = random.Random(20261126)
+    load_seconds = None
+    if options.reuse and Booking.objects.count() == BOOKINGS:
+        flights = [(n, d, None) for n, d in Flight.objects.values_list("flight_number", "flight_date")]
+    else:
+        loaded = load(rng)
+        load_seconds, flights = loaded["seconds"], loaded["flights"]
+    weather_alerts()
+    for name, result, _ in measure(rng, flights[:5], 3):  # warm-up: connections, caches
+        del name, result
+    results = measure(rng, flights, options.runs)
+    body = table(results, load_seconds, options.runs)
+    print(body)
+    if options.write_docs:
+        write_docs(body)
+
+
+if __name__ == "__main__":
+    main()
