@@ -198,6 +198,11 @@ CDC_POLL_INTERVAL_MS = env_int("CDC_POLL_INTERVAL_MS", 200, minimum=10)
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "ops@airticket.example")
+# Production sends through SES: EMAIL_BACKEND=django_ses.SESBackend, with the Lambda role's
+# credentials (boto3's chain) and this region.
+AWS_SES_REGION_NAME = env("AWS_SES_REGION_NAME", AWS_REGION)
+# django-ses hands boto3 an endpoint of its own (so AWS_ENDPOINT_URL would be ignored): moto locally.
+AWS_SES_REGION_ENDPOINT_URL = AWS_ENDPOINT_URL or f"https://email.{AWS_SES_REGION_NAME}.amazonaws.com"
 
 # --- DRF -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

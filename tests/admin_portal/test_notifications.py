@@ -141,3 +141,23 @@ def test_notifying_a_weather_alert_reaches_its_passengers_once():
 
     assert (first.sent, second.skipped) == (1, 1)
     assert "Weather warning for Shanghai" in mail.outbox[0].subject
+
+
+@pytest.mark.django_db
+def test_notifications_go_out_through_ses_with_the_production_backend(aws_env, settings):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    from airticket import aws
+
+    settings.EMAIL_BACKEND = "django_ses.SESBackend"
+    aws.client("ses").verify_email_identity(EmailAddress=settings.DEFAULT_FROM_EMAIL)
+    flight = make_flight(day=DAY)
+    BookingFactory.create_batch(2, flight=flight)
+
+    result = services.passengers_notify(bookings=flight_passengers(flight), reason="ses", subject="s", message="m")
+
+    # The moto server runs in this process: read what reached its SES.
+    sent = ses_backends[DEFAULT_ACCOUNT_ID][settings.AWS_REGION].sent_messages
+    assert result.sent == 2
+    assert sorted(message.destinations[0] for message in sent) == sorted(b.customer.email for b in flight_passengers(flight))
