@@ -162,12 +162,18 @@ def _text(limit: int, *, blank: bool = False) -> Kind:
     return Kind("S", check, f"a {'' if blank else 'non-empty '}string of at most {limit} characters")
 
 
-def _count(value) -> int:
-    if type(value) is Decimal and value == value.to_integral_value():
-        value = int(value)
-    if type(value) is not int or value < 0:
-        raise ValueError
-    return value
+def _count(limit: int) -> Kind:
+    """A non-negative integer the column can hold (a bigger one is poison, not a database error
+    that would fail the whole batch)."""
+
+    def check(value) -> int:
+        if type(value) is Decimal and value == value.to_integral_value():
+            value = int(value)
+        if type(value) is not int or not 0 <= value <= limit:
+            raise ValueError
+        return value
+
+    return Kind("N", check, f"an integer from 0 to {limit}")
 
 
 def _code(value) -> str:
@@ -217,7 +223,8 @@ def _utc_text(value: str) -> str:
     return str(parsed.astimezone(UTC).replace(tzinfo=None))
 
 
-COUNT = Kind("N", _count, "a non-negative integer")
+VERSION = _count(2**63 - 1)  # PositiveBigIntegerField
+SEATS = _count(2**31 - 1)  # PositiveIntegerField
 CODE = Kind("S", _code, "an IATA code")
 CODES = Kind("L", _codes, "a list of IATA codes")
 DAY = Kind("S", _iso_day, "an ISO date")
@@ -259,7 +266,7 @@ def _image(stream: dict, which: str) -> dict:
 
 # --- one parser per projected entity -------------------------------------------------------
 
-_STAMPS = (("version", COUNT), ("created_at", INSTANT), ("updated_at", INSTANT))
+_STAMPS = (("version", VERSION), ("created_at", INSTANT), ("updated_at", INSTANT))
 _ROUTE = (("origin", CODE), ("transfers", CODES), ("destination", CODE), ("departure_time", CLOCK), ("arrival_time", CLOCK))
 _FLIGHT_NUMBER = _text(_max_length(Flight, "flight_number"))
 _FIELDS = {
@@ -284,8 +291,8 @@ _FIELDS = {
         *_STAMPS,
         ("flight_date", DAY),
         *_ROUTE,
-        ("capacity", COUNT),
-        ("seats_booked", COUNT),
+        ("capacity", SEATS),
+        ("seats_booked", SEATS),
         ("status", _choice(frozenset(FlightStatus.values))),
     ),
 }

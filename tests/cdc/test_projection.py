@@ -185,8 +185,9 @@ def poison_records(items: Items) -> dict[str, dict]:
         "not JSON": _poison(b"{this is not json"),
         "unknown item type": _poison(_change(unknown)),
         "Keys is missing": _poison(_change(no_keys)),
-        "version is not a non-negative integer": _poison(_change(bad_version)),
+        "version is not an integer from 0": _poison(_change(bad_version)),
         "flight_date is not an ISO date": _poison(_change(bad_date)),
+        "capacity is not an integer from 0 to 2147483647": items.flight("MU999", capacity=2**40),
     }
 
 
