@@ -408,7 +408,7 @@ class BookingAdmin(ReadModelAdmin):
         """Newest first for browsing; a selection or search is ordered the way its index is,
         so a page is sorted from the index without reading every matching row."""
         term = request.GET.get("q", "").strip()
-        kind = selectors.booking_search_kind(term=term)[0] if term else None
+        kind = selectors.booking_search_parse(term=term).kind if term else None
         if request.GET.get("flight_number") or kind == "flight":
             return ["flight_number", "flight_date", "status", "order_id"]
         if request.GET.get("city") or request.GET.get("weather") or kind == "place":

@@ -9,6 +9,7 @@ Customers are attached with `prefetch_related`, not a join: the projection may a
 before its customer (they travel on different shards), and an inner join would hide it.
 """
 
+import functools
 import operator
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from airticket.airports import airports
 from bookings.serializers import FLIGHT_NUMBER
 
-from .models import Airport, Booking, BookingStatus, Customer, FlightStop, WeatherAlert
+from .models import Booking, BookingStatus, Customer, FlightStop, WeatherAlert
 
 # Multi-flight selections are ordered the way the passenger index (flight, status, deleted,
 # +pk) is, so a page is sorted without reading rows, with or without a status filter.
@@ -56,13 +58,22 @@ def passenger_list_by_flight(*, flight_number: str, flight_date: date, status: s
     return bookings.order_by("order_id").prefetch_related("customer")
 
 
+@functools.cache
+def _airports_by_city() -> dict[str, list[str]]:
+    by_city: dict[str, list[str]] = defaultdict(list)
+    for code, data in airports().items():
+        by_city[data["city"].casefold()].append(code)
+    return dict(by_city)
+
+
 def airport_codes_for_place(*, place: str) -> list[str]:
     """A 3-letter IATA code names that airport; anything else is a city name (every airport in
-    it, case-insensitively)."""
+    it, case-insensitively). Read from the airport data package the Airport table is loaded
+    from: static reference data, so no query on the hot path."""
     place = place.strip()
-    if len(place) == 3 and place.isalpha() and Airport.objects.filter(iata=place.upper()).exists():
+    if len(place) == 3 and place.isalpha() and place.upper() in airports():
         return [place.upper()]
-    return list(Airport.objects.filter(city__iexact=place).values_list("iata", flat=True))
+    return sorted(_airports_by_city().get(place.casefold(), []))
 
 
 def flight_keys(*, stops: QuerySet[FlightStop]) -> list[str] | QuerySet:
@@ -132,20 +143,19 @@ def _local_dates(*, valid_from: datetime, valid_to: datetime, tz_name: str) -> t
 
 
 def alert_footprint(*, alert: WeatherAlert) -> AlertFootprint:
-    airports = Airport.objects.all()
     if alert.airport_id:
-        airports = airports.filter(iata=alert.airport_id)
+        codes = [alert.airport_id]
     else:
-        airports = airports.filter(city__iexact=alert.city)
-        if alert.country:
-            airports = airports.filter(country=alert.country)
+        codes = [
+            code
+            for code in _airports_by_city().get(alert.city.casefold(), [])
+            if not alert.country or airports()[code]["country"] == alert.country
+        ]
+    # An airport unknown to the airport data still has flights: its dates are taken in UTC.
     dates = {
-        code: _local_dates(valid_from=alert.valid_from, valid_to=alert.valid_to, tz_name=tz)
-        for code, tz in airports.values_list("iata", "tz")
+        code: _local_dates(valid_from=alert.valid_from, valid_to=alert.valid_to, tz_name=airports().get(code, {}).get("tz", "UTC"))
+        for code in codes
     }
-    if alert.airport_id and alert.airport_id not in dates:
-        # An airport missing from the loaded airport data still has flights: use UTC dates.
-        dates[alert.airport_id] = _local_dates(valid_from=alert.valid_from, valid_to=alert.valid_to, tz_name="UTC")
     return AlertFootprint(dates_by_airport=dates)
 
 
@@ -182,30 +192,45 @@ def customer_list(*, search: str = "") -> QuerySet[Customer]:
     return customers.order_by("customer_id")
 
 
-def booking_search_kind(*, term: str) -> tuple[str, list[str]]:
-    """What the admin's booking search box was given, read as the most specific thing it can
-    be so the lookup stays on an index: ("flight", []) for a flight number, ("place", airports)
-    for an airport code or city name, else ("customer", []) for a customer id, order id or
-    customer name prefix."""
+@dataclass(frozen=True)
+class BookingSearch:
+    """What the admin's booking search box was given. Read as the most specific thing it can
+    be, so the lookup stays on an index: a flight number; else an airport code or city name
+    and/or a customer (id or name prefix) - both when the term is both, "Alice" being a
+    customer and a city in Texas - else an order id."""
+
+    kind: str  # "flight", "place", "customer" or "place+customer"
+    airports: tuple[str, ...] = ()
+    customer_ids: tuple[str, ...] = ()
+
+
+def booking_search_parse(*, term: str) -> BookingSearch:
     if FLIGHT_NUMBER.fullmatch(term.upper()):
-        return "flight", []
-    airports = airport_codes_for_place(place=term)
-    return ("place", airports) if airports else ("customer", [])
+        return BookingSearch(kind="flight")
+    airports = tuple(airport_codes_for_place(place=term))
+    customers = Customer.objects.filter(Q(pk=term) | Q(full_name__istartswith=term)).order_by()
+    # Unordered: any NAME_SEARCH_LIMIT matches will do, read straight off the two indexes.
+    customer_ids = tuple(customers.values_list("customer_id", flat=True)[:NAME_SEARCH_LIMIT])
+    if airports:
+        return BookingSearch(kind="place+customer" if customer_ids else "place", airports=airports, customer_ids=customer_ids)
+    return BookingSearch(kind="customer", customer_ids=customer_ids)
 
 
 def booking_search(*, bookings: QuerySet[Booking], term: str) -> QuerySet[Booking]:
-    """Bookings matching the search box (see `booking_search_kind`); a place matches every
-    booking whose flight touches it, transfers included."""
+    """Bookings matching the search box (see `BookingSearch`); a place matches every booking
+    whose flight touches it, transfers included; any term also matches an order id."""
     term = term.strip()
     if not term:
         return bookings
-    kind, airports = booking_search_kind(term=term)
-    if kind == "flight":
+    search = booking_search_parse(term=term)
+    if search.kind == "flight":
         return bookings.filter(flight_number=term.upper())
-    if kind == "place":
-        return bookings.filter(flight_id__in=flight_keys_touching(airports=airports))
-    named = customer_ids_by_name(prefix=term)
-    return bookings.filter(Q(customer_id__in=[term, *named]) | Q(order_id=term))
+    matches = Q(order_id=term)
+    if search.customer_ids:
+        matches |= Q(customer_id__in=search.customer_ids)
+    if search.airports:
+        matches |= Q(flight_id__in=flight_keys_touching(airports=list(search.airports)))
+    return bookings.filter(matches)
 
 
 def flight_search(*, flights: QuerySet, term: str) -> QuerySet:
@@ -215,8 +240,3 @@ def flight_search(*, flights: QuerySet, term: str) -> QuerySet:
     if airports:
         return flights.filter(pk__in=flight_keys_touching(airports=airports))
     return flights.filter(flight_number__istartswith=term) if term else flights
-
-
-def customer_ids_by_name(*, prefix: str, limit: int = NAME_SEARCH_LIMIT) -> list[str]:
-    # Unordered: any `limit` matches will do, read straight off the full_name index.
-    return list(Customer.objects.filter(full_name__istartswith=prefix).order_by().values_list("customer_id", flat=True)[:limit])

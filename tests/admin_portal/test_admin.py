@@ -240,3 +240,15 @@ def test_dead_letters_can_be_deleted_one_by_one_or_purged(admin_client, aws_env)
 
     assert 'id="dlq-depth">2<' in after_delete
     assert "The dead-letter queue is empty." in shown(admin_client.get(OPERATIONS))
+
+
+@pytest.mark.django_db
+def test_a_search_term_that_is_both_a_customer_and_a_city_finds_both(admin_client):
+    alices_own = BookingFactory(customer=CustomerFactory(customer_id="alice"), flight=make_flight(day=DAY, route=("PVG", "PEK")))
+    through_alice_texas = BookingFactory(flight=make_flight(day=DAY, route=("ALI", "IAH")))
+    unrelated = BookingFactory(flight=make_flight(day=DAY, route=("CAN", "PEK")))
+
+    page = shown(admin_client.get(BOOKINGS, {"q": "alice"}))
+
+    assert alices_own.order_id in page and through_alice_texas.order_id in page
+    assert unrelated.order_id not in page
