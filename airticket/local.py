@@ -45,6 +45,27 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, str(BASE_DIR / "manage.py"), *args]
 
 
+def web_server(port: str) -> list[str]:
+    """gunicorn, two processes (one per core here) with threads: the dev server is one process
+    behind one GIL, and the command API spends its time waiting on moto."""
+    workers = os.environ.get("WEB_CONCURRENCY", "2")
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "airticket.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        workers,
+        "--threads",
+        "8",
+        "--graceful-timeout",
+        "5",
+        "--no-control-socket",
+    ]
+
+
 @dataclass
 class Child:
     name: str
@@ -177,9 +198,9 @@ def run(out=sys.stdout) -> int:
             ("bridge", ["run_bridge"]),
             ("poller", ["run_poller"]),
             ("notifier", ["notify_flight_events", "--loop"]),
-            ("web", ["runserver", f"127.0.0.1:{env['PORT']}", "--noreload", "--skip-checks"]),
         ):
             supervisor.start(Child(name, manage(*args)))
+        supervisor.start(Child("web", web_server(env["PORT"])))
         token = subprocess.run(manage("issue_token", "--staff"), env=env, check=True, capture_output=True, text=True).stdout.strip()
         if supervisor.wait_http(f"{env['AIRTICKET_LOCAL_URL']}/healthz", timeout=90):
             supervisor.banner(token)
