@@ -225,6 +225,7 @@ class Ingestor:
     def step_10(self) -> None:
         """Register one customer, then deliver its change record a second time."""
         from airticket import streamtools
+        from cdc_lambda import bridge
 
         body = {"customer_id": DUPLICATE_CUSTOMER, "full_name": "Duplicate Delivery", "mobile": "+86 139 0000 0000"}
         self.call("POST", "/api/v1/customers", body, key=f"dup-{uuid.uuid4().hex}")
@@ -232,7 +233,7 @@ class Ingestor:
         record = streamtools.find_record(pk=f"CUSTOMER#{DUPLICATE_CUSTOMER}", sk="PROFILE", event_name="INSERT")
         if record is None:
             raise IngestError(f"no INSERT record for {DUPLICATE_CUSTOMER} on the stream")
-        streamtools.put_raw(record["Data"], partition_key=record["PartitionKey"])
+        bridge.put_raw(data=record["Data"], partition_key=record["PartitionKey"])
         self.out(f"  delivered the INSERT of {DUPLICATE_CUSTOMER} a second time (shard order kept by its partition key)")
         # A later change on the same item (same shard) proves the duplicate has been consumed.
         reply = self.call("PATCH", f"/api/v1/customers/{DUPLICATE_CUSTOMER}", {"mobile": "+86 139 1111 1111"})
@@ -245,10 +246,11 @@ class Ingestor:
     def step_11(self) -> None:
         """Deliver a malformed change record; it must land in the DLQ and block nothing."""
         from airticket import streamtools
+        from cdc_lambda import bridge
 
         before = streamtools.dlq_depth()
         self.out(f"  DLQ depth before: {before}")
-        streamtools.put_raw(b'{"eventName": "INSERT", "dynamodb": {"NewImage": not json', partition_key=f"malformed-{uuid.uuid4().hex}")
+        bridge.put_raw(data=b'{"eventName": "INSERT", "dynamodb": {"NewImage": not json', partition_key=f"malformed-{uuid.uuid4().hex}")
         started = time.monotonic()
         while (after := streamtools.dlq_depth()) <= before:
             if time.monotonic() - started > self.wait_timeout:

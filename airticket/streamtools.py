@@ -38,11 +38,6 @@ def _matches(data: bytes, *, pk: str, sk: str, event_name: str) -> bool:
         return False
 
 
-def put_raw(data: bytes, *, partition_key: str) -> str:
-    response = aws.kinesis().put_record(StreamName=settings.KINESIS_STREAM, Data=data, PartitionKey=partition_key)
-    return response["SequenceNumber"]
-
-
 def dlq_depth() -> int:
     attributes = aws.sqs().get_queue_attributes(
         QueueUrl=aws.dlq_url(), AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
