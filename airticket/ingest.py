@@ -18,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from airticket import aws, streamtools
+from cdc_lambda import bridge
+
 MENU = [
     (1, "init"),
     (2, "truncate"),
@@ -224,8 +227,6 @@ class Ingestor:
 
     def step_10(self) -> None:
         """Register one customer, then deliver its change record a second time."""
-        from airticket import streamtools
-        from cdc_lambda import bridge
 
         body = {"customer_id": DUPLICATE_CUSTOMER, "full_name": "Duplicate Delivery", "mobile": "+86 139 0000 0000"}
         self.call("POST", "/api/v1/customers", body, key=f"dup-{uuid.uuid4().hex}")
@@ -245,8 +246,6 @@ class Ingestor:
 
     def step_11(self) -> None:
         """Deliver a malformed change record; it must land in the DLQ and block nothing."""
-        from airticket import streamtools
-        from cdc_lambda import bridge
 
         before = streamtools.dlq_depth()
         self.out(f"  DLQ depth before: {before}")
@@ -281,8 +280,6 @@ def configure_aws(endpoint: str | None) -> None:
     if os.environ.get("AWS_ENDPOINT_URL"):
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    from airticket import aws
-
     aws.reset_clients()
 
 
