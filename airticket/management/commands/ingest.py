@@ -24,10 +24,10 @@ class Command(BaseCommand):
             from airticket.auth import STAFF, issue_token
 
             token = issue_token(role=STAFF)
-        ingestor = ingest.Ingestor(api=api, token=token, out=self.write, wait_timeout=timeout)
-        if flight_date:
-            ingestor.flight_date = flight_date
         try:
+            ingestor = ingest.Ingestor(api=api, token=token, out=self.write, wait_timeout=timeout)
+            if flight_date:
+                ingestor.flight_date = flight_date
             if steps:
                 for number in ingest.parse_steps(steps):
                     ingestor.run_step(number)

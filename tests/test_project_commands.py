@@ -1,0 +1,59 @@
+"""The project's own management commands, through call_command."""
+
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from bookings import services
+from bookings.demo_schedule import DEMO_FLIGHTS, demo_dates
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_ensure_staff_user_creates_the_login_once_and_resets_its_password():
+    assert "created" in run("ensure_staff_user", "--username", "ops", "--password", "first-password")
+    assert "updated" in run("ensure_staff_user", "--username", "ops", "--password", "second-password")
+    user = get_user_model().objects.get(username="ops")
+    assert user.is_staff and user.is_superuser
+    assert user.check_password("second-password")
+
+
+@pytest.mark.django_db
+def test_ensure_database_reports_the_database_ready_or_that_sqlite_needs_nothing():
+    expected = "nothing to create" if connection.vendor == "sqlite" else f"database {connection.settings_dict['NAME']}: ready"
+    assert expected in run("ensure_database")
+
+
+def test_load_demo_schedule_creates_the_lab_flights_once(aws_env):
+    assert run("load_demo_schedule", "--days", "2") == f"demo schedule: {2 * len(DEMO_FLIGHTS)} flights created, 0 already there\n"
+    assert run("load_demo_schedule", "--days", "2") == f"demo schedule: 0 flights created, {2 * len(DEMO_FLIGHTS)} already there\n"
+    flight = services.flight_get(flight_number="MU5159", flight_date=demo_dates()[0])
+    assert (flight["origin"], flight["destination"], flight["status"]) == ("SHA", "PEK", "SCHEDULED")
+    transfer = services.flight_get(flight_number="MU5401", flight_date=demo_dates()[1])
+    assert transfer["transfers"] == ["CTU"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["13"], "'13' is not a step"),
+        (["demo", "zero"], "'zero' is not a step"),
+        (["--api", "file:///etc/passwd", "3"], r"must be an http\(s\) URL"),
+    ],
+)
+def test_ingest_refuses_what_it_cannot_run(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("ingest", *args, stdout=io.StringIO())
+
+
+def test_ingest_reports_an_unreachable_system_as_a_command_error():
+    with pytest.raises(CommandError, match="Connection refused|connection refused|Errno"):
+        call_command("ingest", "--api", "http://127.0.0.1:9", "3", stdout=io.StringIO())
