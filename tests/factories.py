@@ -36,6 +36,11 @@ def make_flight(**overrides) -> dict:
 
 
 def make_customer(customer_id: str = "alice", **overrides) -> dict:
-    data = {"customer_id": customer_id, "full_name": customer_id.title(), "mobile": "+86 138 0000 0000", "email": f"{customer_id}@example.com"}
+    data = {
+        "customer_id": customer_id,
+        "full_name": customer_id.title(),
+        "mobile": "+86 138 0000 0000",
+        "email": f"{customer_id}@example.com",
+    }
     data.update(overrides)
     return services.customer_register(**data)
