@@ -56,6 +56,7 @@ LAST = [
 ]
 CHUNK = 5000
 LAB_TABLE = "bench_lab_orders"
+API_TARGET_MS, ADMIN_TARGET_MS = 25, 300  # p95
 
 
 def setup_django() -> None:
@@ -256,13 +257,32 @@ def weather_alerts() -> None:
 
 
 def timed(call, runs: int) -> dict:
-    samples = []
-    for _ in range(runs):
+    """Wall time per call, and the part of it spent waiting for the database."""
+    from django.db import connection
+
+    totals, waits, waited = [], [], [0.0]
+
+    def clock(execute, sql, params, many, context):
         started = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return {"median": statistics.median(samples), "p95": samples[max(0, int(len(samples) * 0.95) - 1)], "runs": runs}
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            waited[0] += time.perf_counter() - started
+
+    with connection.execute_wrapper(clock):
+        for _ in range(runs):
+            waited[0] = 0.0
+            started = time.perf_counter()
+            call()
+            totals.append((time.perf_counter() - started) * 1000)
+            waits.append(waited[0] * 1000)
+    totals.sort()
+    return {
+        "median": statistics.median(totals),
+        "p95": totals[max(0, int(len(totals) * 0.95) - 1)],
+        "sql": statistics.median(waits),
+        "runs": runs,
+    }
 
 
 def measure(rng: random.Random, flights: list, runs: int) -> list[tuple[str, dict, str]]:
@@ -338,25 +358,75 @@ def measure(rng: random.Random, flights: list, runs: int) -> list[tuple[str, dic
 
     lab_runs = max(5, runs // 20)
     return [
-        ("API passengers by flight + date", timed(by_flight, runs), "< 25 ms"),
-        ("API passengers by city, 7 days", timed(by_city, runs), "< 25 ms"),
-        ("API passengers by active weather (3 alerts)", timed(by_weather, runs), "< 25 ms"),
-        ("admin booking changelist (random page)", timed(changelist, max(20, runs // 4)), "< 300 ms"),
-        ("admin booking search (flight, customer, city, name)", timed(changelist_search, max(20, runs // 4)), "< 300 ms"),
-        ("admin bookings through a city, 7 days", timed(changelist_city_view, max(20, runs // 4)), "< 300 ms"),
-        ("lab shape: flight, string SQL, no index", timed(lab(lab_flight), lab_runs), "comparison"),
-        ("lab shape: city, string SQL + LIKE, no index", timed(lab(lab_city), lab_runs), "comparison"),
+        ("API passengers by flight + date", timed(by_flight, runs), API_TARGET_MS),
+        ("API passengers by city, 7 days", timed(by_city, runs), API_TARGET_MS),
+        ("API passengers by active weather (3 alerts)", timed(by_weather, runs), API_TARGET_MS),
+        ("admin booking changelist (random page)", timed(changelist, max(20, runs // 4)), ADMIN_TARGET_MS),
+        ("admin booking search (flight, customer, city, name)", timed(changelist_search, max(20, runs // 4)), ADMIN_TARGET_MS),
+        ("admin bookings through a city, 7 days", timed(changelist_city_view, max(20, runs // 4)), ADMIN_TARGET_MS),
+        ("lab shape: flight, string SQL, no index", timed(lab(lab_flight), lab_runs), None),
+        ("lab shape: city, string SQL + LIKE, no index", timed(lab(lab_city), lab_runs), None),
     ]
+
+
+def environment() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT VERSION(), @@innodb_buffer_pool_size")
+        version, pool = cursor.fetchone()
+        cursor.execute(
+            "SELECT SUM(data_length), SUM(index_length) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'admin_portal_booking'"
+        )
+        data, index = cursor.fetchone()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (
+        f"MariaDB {version}, InnoDB buffer pool {int(pool) // 2**20} MB (booking table: {int(data) // 2**20} MB data + "
+        f"{int(index) // 2**20} MB indexes, so much of it is read from disk); {os.cpu_count()} CPUs shared with other "
+        f"engineers' test runs (load average {load} at the end)."
+    )
+
+
+NOTES = """How: the passenger indexes end in `deleted`, so selecting, counting and ordering a page of bookings
+reads the index only; a page's 50 rows are then fetched by primary key (deferred join,
+`admin_portal/pagination.py`); the flight keys of a city or weather selection are inlined so MariaDB walks
+the index in page order and stops at the page's end; admin lists never count past 10,000. What is left in
+the API numbers: the exact `count` of a 7-day hub selection (~18,000 index entries; 4 ms warm, 13 ms when
+its pages must come from disk with this 128 MB buffer pool) and DRF's serialisation of 50 rows (~5 ms).
+The lab's shape scans the whole copy table for every question."""
+
+
+def verdict(result: dict, target: int | None) -> str:
+    if target is None:
+        return "comparison"
+    return f"p95 < {target} ms: {'met' if result['p95'] < target else 'MISSED'}"
 
 
 def table(results, load_seconds: float | None, runs: int) -> str:
     lines = [
-        "| measurement | median ms | p95 ms | runs | target |",
-        "|---|---:|---:|---:|---|",
-        *[f"| {name} | {r['median']:.1f} | {r['p95']:.1f} | {r['runs']} | {target} |" for name, r, target in results],
+        "Command (loads `airticket_bench_query` unless `--reuse` finds it loaded):",
+        "",
+        "    DATABASE_URL=mysql://root@127.0.0.1:3306/airticket_bench_query .venv/bin/python bench/query_bench.py --runs 300 --write-docs",
+        "",
+        f"Data: {BOOKINGS:,} bookings (10% cancelled) of {CUSTOMERS:,} customers on {FLIGHTS:,} flights "
+        f"({FLIGHTS // DAYS:,} flight numbers x {DAYS} days over {len(HUBS)} hub airports; 35% with one or two transfers), "
+        "so a hub sees ~60 flights and ~3,000 bookings a day. Times are server side: the request handled in process by "
+        "Django's test client (API with a staff token, admin with a staff session), no network; SQL is the part spent in the database. "
+        "Random flight, hub and 7-day window per call; the weather query has 3 active alerts (Shanghai, LHR, New York) among 53.",
+        "",
+        environment(),
+        "",
+        "| measurement | median ms | p95 ms | of which SQL (median) ms | runs | target |",
+        "|---|---:|---:|---:|---:|---|",
+        *[
+            f"| {name} | {r['median']:.1f} | {r['p95']:.1f} | {r['sql']:.1f} | {r['runs']} | {verdict(r, target)} |"
+            for name, r, target in results
+        ],
+        "",
+        NOTES,
     ]
     if load_seconds is not None:
-        lines.append(f"\nBulk load (1,000,000 bookings, 200,000 customers, 20,000 flights + stops, lab copy): {load_seconds:.0f} s.")
+        lines.append(f"\nBulk load (multi-row INSERTs, then the lab's copy table): {load_seconds:.0f} s.")
     return "\n".join(lines)
 
 
