@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from . import selectors, weather
@@ -35,6 +35,7 @@ from .models import (
 log = logging.getLogger(__name__)
 
 STALE_CLAIM = timedelta(minutes=10)
+FLIGHT_EVENT_SETTLE = timedelta(minutes=5)
 CHUNK = 500
 
 
@@ -183,21 +184,32 @@ def _flight_event_text(*, event: FlightEvent, flight: Flight | None) -> tuple[st
 def flight_event_notify(*, event: FlightEvent) -> NotifyResult:
     flight = Flight.objects.filter(pk=event.flight_id).first()
     subject, message = _flight_event_text(event=event, flight=flight)
-    bookings = selectors.booking_base(status=BookingStatus.ORDERED).filter(flight_id=event.flight_id).order_by("order_id")
-    return passengers_notify(
-        bookings=bookings, reason=flight_event_reason(event=event), subject=subject, message=message, sent_by="flight-events"
+    reason = flight_event_reason(event=event)
+    # Only passengers not yet notified for this event: re-runs during the settle window cost
+    # one query, not one claim per passenger.
+    already = Notification.objects.filter(booking_id=OuterRef("pk"), reason=reason)
+    bookings = (
+        selectors.booking_base(status=BookingStatus.ORDERED).filter(flight_id=event.flight_id).exclude(Exists(already)).order_by("order_id")
     )
+    return passengers_notify(bookings=bookings, reason=reason, subject=subject, message=message, sent_by="flight-events")
 
 
 def flight_events_process(*, limit: int = 100) -> int:
     """Notify the passengers of pending flight events, oldest first; returns how many events
-    were processed. Safe to run from several processes at once: notifications are claimed
-    per passenger, and an event is marked processed only after its passengers were handled."""
+    were looked at. Safe to run from several processes at once: notifications are claimed per
+    passenger.
+
+    An event stays pending for FLIGHT_EVENT_SETTLE after it was written, and each run notifies
+    the passengers not yet notified: bookings travel on other shards than their flight, so a
+    booking made just before the cancellation may reach the read model just after its event."""
     events = list(FlightEvent.objects.filter(processed_at__isnull=True).order_by("created_at", "id")[:limit])
+    settled_before = timezone.now() - FLIGHT_EVENT_SETTLE
     for event in events:
         result = flight_event_notify(event=event)
-        FlightEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(processed_at=timezone.now())
-        log.info("flight event %s %s %s: %s", event.pk, event.kind, event.flight_id, result.as_dict())
+        if event.created_at <= settled_before:
+            FlightEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(processed_at=timezone.now())
+        if result.selected:
+            log.info("flight event %s %s %s: %s", event.pk, event.kind, event.flight_id, result.as_dict())
     return len(events)
 
 
