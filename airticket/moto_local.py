@@ -19,6 +19,7 @@ stream position.
 
 import contextlib
 import copy
+import logging
 import sys
 import threading
 
@@ -131,9 +132,35 @@ def one_dynamodb_request_at_a_time(app):
     return serialised
 
 
+class _Dispatcher:
+    """moto works out the service of every request from scratch (scanning its modules and the
+    request); the X-Amz-Target header names it, so the app is remembered per target prefix."""
+
+    def __init__(self):
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.apps: dict[str, object] = {}
+
+    def __call__(self, environ, start_response):
+        target = environ.get("HTTP_X_AMZ_TARGET", "").split(".", 1)[0]
+        if not target:
+            return self.moto(environ, start_response)
+        app = self.apps.get(target)
+        if app is None:
+            app = self.apps[target] = self.moto.get_application(environ)
+        return app(environ, start_response)
+
+
+class _KeepAliveHandler(MotoRequestHandler):
+    # HTTP/1.1 keeps botocore's pooled connections open instead of a new TCP connection and
+    # thread per request.
+    protocol_version = "HTTP/1.1"
+
+
 def server(host: str, port: int) -> BaseWSGIServer:
-    app = one_dynamodb_request_at_a_time(DomainDispatcherApplication(create_backend_app))
-    return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    # One line per request on stderr costs moto more than many requests do.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app = one_dynamodb_request_at_a_time(_Dispatcher())
+    return make_server(host, port, app, threaded=True, request_handler=_KeepAliveHandler)
 
 
 def start_in_thread(host: str, port: int) -> BaseWSGIServer:
