@@ -84,7 +84,7 @@ class CustomerDetailView(CustomerScoped):
 
 
 class OrderListView(CustomerScoped):
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: dict}, operation_id="customers_orders_list")
     def get(self, request, **kwargs):
         orders = services.order_list(customer_id=self.customer_id(request, kwargs))
         return Response({"count": len(orders), "results": orders})
