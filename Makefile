@@ -49,8 +49,10 @@ $(LAMBDA_VENV)/.installed: requirements.txt
 	$(LAMBDA_VENV)/bin/pip install -q -r requirements.txt zappa==0.63.0
 	touch $@
 
-package: $(LAMBDA_VENV)/.installed
+package: $(LAMBDA_VENV)/.installed install
 	mkdir -p dist
+	@# The admin's static files ship in the package; WhiteNoise serves them on Lambda.
+	$(BIN)/python manage.py collectstatic --noinput -v 0
 	for stage in command cdc query; do \
 		VIRTUAL_ENV=$(CURDIR)/$(LAMBDA_VENV) PATH=$(CURDIR)/$(LAMBDA_VENV)/bin:$$PATH \
 			$(LAMBDA_VENV)/bin/zappa package $$stage -o dist/$$stage.zip || exit 1; \
