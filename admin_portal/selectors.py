@@ -90,12 +90,33 @@ def flight_keys(*, stops: QuerySet[FlightStop]) -> list[str] | QuerySet:
 def flight_keys_touching(*, airports: list[str], date_from: date | None = None, date_to: date | None = None) -> list[str] | QuerySet:
     """Flights with a stop (origin, transfer or destination) at one of `airports` on a date in
     [date_from, date_to] (either end open when None)."""
+    return flight_keys(stops=stops_touching(airports=airports, date_from=date_from, date_to=date_to))
+
+
+def stops_touching(*, airports: list[str], date_from: date | None = None, date_to: date | None = None) -> QuerySet[FlightStop]:
+    """The stops behind `flight_keys_touching`."""
     stops = FlightStop.objects.filter(airport_id__in=airports)
     if date_from:
         stops = stops.filter(flight_date__gte=date_from)
     if date_to:
         stops = stops.filter(flight_date__lte=date_to)
-    return flight_keys(stops=stops)
+    return stops
+
+
+def passengers_of_stops(*, stops: QuerySet[FlightStop], status: str | None) -> QuerySet[Booking]:
+    """Bookings whose flight has one of `stops`, in flight order, for a paginated list.
+
+    Two plans for one set of rows: a page is read with the flight keys inlined (`flight_keys`),
+    and the exact count runs as a semi-join on the stops. Counting with the inlined list makes
+    MariaDB re-check every one of the ~18,000 index entries of a 7-day hub selection against
+    the ~400-key IN list (5.5 ms warm); the semi-join reads the same entries by `ref` lookups
+    per flight (3.3 ms), and, unlike a plain join, counts a booking once when its flight
+    touches two selected airports (JFK and LHR under two alerts)."""
+    stops = stops.order_by()  # FlightStop orders by its flight, which would join Flight
+    bookings = booking_base(status=status)
+    counted = bookings.filter(flight_id__in=stops.values("flight_id"))
+    # `counted_by` last: any later queryset call would drop the hint (by design, see it).
+    return bookings.filter(flight_id__in=flight_keys(stops=stops)).order_by(*BY_FLIGHT).prefetch_related("customer").counted_by(counted)
 
 
 def passenger_list_by_city(
@@ -104,9 +125,7 @@ def passenger_list_by_city(
     airports = airport_codes_for_place(place=city)
     if not airports:
         return Booking.objects.none()
-    touching = flight_keys_touching(airports=airports, date_from=date_from, date_to=date_to)
-    bookings = booking_base(status=status).filter(flight_id__in=touching)
-    return bookings.order_by(*BY_FLIGHT).prefetch_related("customer")
+    return passengers_of_stops(stops=stops_touching(airports=airports, date_from=date_from, date_to=date_to), status=status)
 
 
 def weather_alert_list(*, active_at: datetime | None = None, city: str = "") -> QuerySet[WeatherAlert]:
@@ -163,20 +182,23 @@ def alert_footprint(*, alert: WeatherAlert) -> AlertFootprint:
 def flight_keys_alerted(*, alerts: list[WeatherAlert]) -> list[str] | QuerySet | None:
     """Flights touching an alerted place on a date inside the alert (a subquery of flight
     keys), or None when the alerts cover no known airport."""
+    stops = stops_alerted(alerts=alerts)
+    return flight_keys(stops=stops) if stops is not None else None
+
+
+def stops_alerted(*, alerts: list[WeatherAlert]) -> QuerySet[FlightStop] | None:
+    """The stops behind `flight_keys_alerted` (None when the alerts cover no known airport)."""
     parts = [q for alert in alerts if (q := alert_footprint(alert=alert).stops_q()) is not None]
-    if not parts:
-        return None
-    return flight_keys(stops=FlightStop.objects.filter(reduce(operator.or_, parts)))
+    return FlightStop.objects.filter(reduce(operator.or_, parts)) if parts else None
 
 
 def passenger_list_by_alerts(*, alerts: list[WeatherAlert], status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
     """Bookings whose flight touches an alerted city or airport on a local date inside the
     alert's validity window."""
-    touching = flight_keys_alerted(alerts=alerts)
-    if touching is None:
+    stops = stops_alerted(alerts=alerts)
+    if stops is None:
         return Booking.objects.none()
-    bookings = booking_base(status=status).filter(flight_id__in=touching)
-    return bookings.order_by(*BY_FLIGHT).prefetch_related("customer")
+    return passengers_of_stops(stops=stops, status=status)
 
 
 def passenger_list_by_weather(*, at: datetime | None = None, status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:

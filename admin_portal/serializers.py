@@ -51,6 +51,29 @@ class PassengerOutput(serializers.ModelSerializer):
             "updated_at",
         ]
 
+    def to_representation(self, booking) -> dict:
+        # Written out rather than DRF's generic path, which builds this ModelSerializer's 14
+        # fields from the model on every request and then walks them per row (~4 ms for a
+        # 50-row page, a sixth of the query API's budget). The declared fields still define
+        # the schema; typed values are formatted by DRF's own fields; a test
+        # (`test_passenger_rows_match_the_generic_serializer`) holds the two outputs equal.
+        return {
+            "order_id": booking.order_id,
+            "status": booking.status,
+            "customer": self.get_customer(booking),
+            "flight_number": booking.flight_number,
+            "flight_date": _formatted(DATE, booking.flight_date),
+            "origin": booking.origin,
+            "transfers": booking.transfers,
+            "destination": booking.destination,
+            "route": self.get_route(booking),
+            "departure_time": _formatted(TIME, booking.departure_time),
+            "arrival_time": _formatted(TIME, booking.arrival_time),
+            "version": booking.version,
+            "created_at": _formatted(TIMESTAMP, booking.created_at),
+            "updated_at": _formatted(TIMESTAMP, booking.updated_at),
+        }
+
     def get_customer(self, booking) -> PassengerCustomer:
         # Prefetched; None while the projection has the booking but not yet its customer.
         customer = customer_of(booking)
@@ -63,6 +86,15 @@ class PassengerOutput(serializers.ModelSerializer):
 
     def get_route(self, booking) -> list[str]:
         return [booking.origin, *booking.transfers, booking.destination]
+
+
+# Unbound formatters for `PassengerOutput.to_representation`, configured like the fields a
+# ModelSerializer maps these model fields to (the REST_FRAMEWORK formats, the current time zone).
+DATE, TIME, TIMESTAMP = serializers.DateField(), serializers.TimeField(), serializers.DateTimeField()
+
+
+def _formatted(field: serializers.Field, value):
+    return None if value is None else field.to_representation(value)
 
 
 class WeatherAlertOutput(serializers.ModelSerializer):

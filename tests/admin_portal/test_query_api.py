@@ -2,8 +2,11 @@ from datetime import date, timedelta
 
 import pytest
 from django.core import mail
+from rest_framework import serializers
 
+from admin_portal import selectors
 from admin_portal.models import Notification, WeatherAlert
+from admin_portal.serializers import PassengerOutput
 from tests.admin_portal.factories import BookingFactory, CustomerFactory, WeatherAlertFactory, airport, make_flight
 
 DAY = date(2026, 12, 10)
@@ -220,3 +223,35 @@ def test_the_schema_documents_both_the_command_and_the_query_side(staff_api):
     assert {"/api/v1/customers", "/api/v1/query/passengers", "/api/v1/query/customers", "/api/v1/notifications"} <= set(paths)
     parameters = {p["name"] for p in paths["/api/v1/query/passengers"]["get"]["parameters"]}
     assert {"flight_number", "flight_date", "status", "city", "date_from", "date_to", "weather", "page"} <= parameters
+
+
+@pytest.mark.django_db
+def test_passenger_rows_match_the_generic_serializer():
+    """`PassengerOutput` writes its rows out by hand for speed; they must be exactly what DRF's
+    generic ModelSerializer path makes of the same fields (formats, time zone, nulls)."""
+
+    class Generic(PassengerOutput):
+        to_representation = serializers.ModelSerializer.to_representation
+
+    flight = make_flight(number="MU5159", day=DAY, route=("PVG", "PEK", "CAN"))
+    BookingFactory(flight=flight, customer=CustomerFactory(customer_id="alice", full_name="Alice", email="alice@example.com"))
+    BookingFactory(flight=flight, customer=CustomerFactory.build(customer_id="late"), created_at=None, updated_at=None)
+    rows = list(selectors.passenger_list_by_flight(flight_number="MU5159", flight_date=DAY))
+
+    assert len(rows) == 2
+    assert PassengerOutput(rows, many=True).data == Generic(rows, many=True).data
+
+
+def test_a_city_selection_pages_with_an_exact_count_in_five_queries(staff_api, django_assert_num_queries):
+    # The stops, the count, a page's keys, its rows, their customers.
+    for offset in range(3):
+        BookingFactory.create_batch(2, flight=make_flight(day=DAY + timedelta(days=offset), route=("CAN", "PVG", "NRT")))
+    query = {"city": "PVG", "date_from": "2026-12-10", "date_to": "2026-12-12", "page_size": 4}
+
+    with django_assert_num_queries(5):
+        first = staff_api.get(PASSENGERS, query).json()
+    second = staff_api.get(PASSENGERS, {**query, "page": 2}).json()
+
+    assert first["count"] == second["count"] == 6
+    assert len(first["results"]) == 4 and len(second["results"]) == 2
+    assert not order_ids(staff_api.get(PASSENGERS, query)) & order_ids(staff_api.get(PASSENGERS, {**query, "page": 2}))

@@ -128,3 +128,46 @@ def test_customer_search_matches_an_id_or_a_name_prefix():
     assert [c.customer_id for c in selectors.customer_list(search="ali")] == [alice.customer_id]
     assert [c.customer_id for c in selectors.customer_list(search="BOB")] == ["bob"]
     assert len(selectors.customer_list()) == 2
+
+
+def test_a_flight_touching_two_selected_airports_is_listed_and_counted_once():
+    # PVG -> SHA touches Shanghai twice; JFK -> LHR is under both alerts below.
+    shanghai_hop = BookingFactory(flight=make_flight(day=DAY, route=("PVG", "SHA")))
+    atlantic = BookingFactory(flight=make_flight(day=DAY, route=("JFK", "LHR")))
+    window = {
+        "valid_from": datetime(2026, 12, 10, 12, tzinfo=ZoneInfo("UTC")),
+        "valid_to": datetime(2026, 12, 10, 13, tzinfo=ZoneInfo("UTC")),
+    }
+    alerts = [WeatherAlertFactory(city="", airport=airport(code), **window) for code in ("JFK", "LHR")]
+
+    by_city = selectors.passenger_list_by_city(city="Shanghai", date_from=DAY, date_to=DAY)
+    by_alerts = selectors.passenger_list_by_alerts(alerts=alerts)
+
+    assert by_city.count() == 1 and ids(by_city) == {shanghai_hop.order_id}
+    assert by_alerts.count() == 1 and ids(by_alerts) == {atlantic.order_id}
+
+
+def test_a_place_selection_is_counted_by_a_semi_join_on_the_stops(django_assert_num_queries):
+    flights = [make_flight(day=DAY + timedelta(days=offset), route=("CAN", "PVG", "NRT")) for offset in range(3)]
+    for flight in flights:
+        BookingFactory.create_batch(2, flight=flight)
+    BookingFactory(flight=flights[0], status="CANCELLED")
+    selection = selectors.passenger_list_by_city(city="PVG", date_from=DAY, date_to=DAY + timedelta(days=2))
+
+    with django_assert_num_queries(1) as captured:
+        assert selection.count() == 6
+    [count_sql] = [query["sql"] for query in captured.captured_queries]
+    assert "admin_portal_flightstop" in count_sql  # the stops subquery, not the inlined keys
+    assert flights[0].flight_key not in count_sql
+    assert len(selection) == 6
+
+
+def test_a_narrowed_place_selection_counts_itself_not_the_wider_selection():
+    flight = make_flight(day=DAY, route=("CAN", "PVG", "NRT"))
+    BookingFactory(flight=flight, customer=CustomerFactory(customer_id="alice"))
+    BookingFactory(flight=flight)
+    selection = selectors.passenger_list_by_city(city="PVG")
+
+    assert selection.count() == 2
+    assert selection.filter(customer_id="alice").count() == 1
+    assert selection.order_by("order_id")[:1].count() == 1
