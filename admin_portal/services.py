@@ -129,8 +129,10 @@ def _personal(*, booking: Booking, customer: Customer | None, message: str) -> s
 def passengers_notify(*, bookings: QuerySet[Booking], reason: str, subject: str, message: str, sent_by: str = "") -> NotifyResult:
     """Email every passenger of `bookings` once for `reason`; already notified ones are skipped."""
     result = NotifyResult()
-    connection = get_connection(fail_silently=False)
-    with connection:
+    # Opened at the first message, not before: the notifier re-checks events every second and
+    # most runs send nothing (an opened file backend leaves an empty file behind).
+    connection, opened = get_connection(fail_silently=False), False
+    try:
         for booking in bookings.prefetch_related("customer").iterator(chunk_size=CHUNK):
             customer = selectors.customer_of(booking)
             claimed = _claim(
@@ -144,6 +146,9 @@ def passengers_notify(*, bookings: QuerySet[Booking], reason: str, subject: str,
             if claimed is None:
                 result.skipped += 1
                 continue
+            if not opened:
+                connection.open()
+                opened = True
             error = _send(notification=claimed, connection=connection)
             status = NotificationStatus.FAILED if error else NotificationStatus.SENT
             Notification.objects.filter(pk=claimed.pk).update(status=status, error=error)
@@ -152,6 +157,9 @@ def passengers_notify(*, bookings: QuerySet[Booking], reason: str, subject: str,
                 result.errors.append(f"{booking.order_id}: {error}")
             else:
                 result.sent += 1
+    finally:
+        if opened:
+            connection.close()
     log.info("notified %s for %s: %s", bookings.model.__name__, reason, result.as_dict())
     return result
 

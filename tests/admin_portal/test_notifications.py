@@ -187,3 +187,18 @@ def test_notifications_go_out_through_ses_with_the_production_backend(aws_env, s
     sent = ses_backends[DEFAULT_ACCOUNT_ID][settings.AWS_REGION].sent_messages
     assert result.sent == 2
     assert sorted(message.destinations[0] for message in sent) == sorted(b.customer.email for b in flight_passengers(flight))
+
+
+@pytest.mark.django_db
+def test_a_run_that_sends_nothing_leaves_no_empty_mail_file(settings, tmp_path):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    flight = make_flight(day=DAY)
+    BookingFactory(flight=flight)
+
+    services.passengers_notify(bookings=flight_passengers(flight), reason="r", subject="s", message="m")
+    services.passengers_notify(bookings=flight_passengers(flight), reason="r", subject="s", message="m")  # all skipped
+
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1
+    assert "Subject: s" in files[0].read_text()
