@@ -57,3 +57,14 @@ def test_ingest_refuses_what_it_cannot_run(args, message):
 def test_ingest_reports_an_unreachable_system_as_a_command_error():
     with pytest.raises(CommandError, match="Connection refused|connection refused|Errno"):
         call_command("ingest", "--api", "http://127.0.0.1:9", "3", stdout=io.StringIO())
+
+
+def test_ingest_without_steps_shows_the_labs_menu_and_exits_on_12(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("99\n12\n"))
+    out, err = io.StringIO(), io.StringIO()
+    call_command("ingest", "--api", "http://127.0.0.1:9", stdout=out, stderr=err)
+    menu = out.getvalue()
+    for line in (" 1. init", " 2. truncate", " 6. register 20 customers", "10. duplicate delivery", "11. error handling", "12. exit"):
+        assert line in menu
+    assert menu.count("choose: ") == 2
+    assert "'99' is not a step" in err.getvalue()
