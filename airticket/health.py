@@ -18,18 +18,18 @@ def _aws() -> None:
     aws.dynamodb().describe_table(TableName=settings.DYNAMODB_TABLE)
 
 
-def _poller() -> None:
-    """Locally the poller writes a heartbeat into its checkpoints; on AWS Lambda runs it."""
+def _heartbeat(consumer: str) -> None:
+    """Locally the bridge and the poller beat in their checkpoints; on AWS, AWS runs them."""
     from admin_portal.models import ShardCheckpoint
 
     if not settings.CDC_LOCAL_POLLER:
         return
-    newest = ShardCheckpoint.objects.filter(consumer="poller").order_by("-updated_at").values_list("updated_at", flat=True).first()
+    newest = ShardCheckpoint.objects.filter(consumer=consumer).order_by("-updated_at").values_list("updated_at", flat=True).first()
     if newest is None or time.time() - newest.timestamp() > settings.CDC_HEARTBEAT_SECONDS:
-        raise RuntimeError("no poller heartbeat")
+        raise RuntimeError(f"no {consumer} heartbeat")
 
 
-CHECKS = {"database": _database, "aws": _aws, "poller": _poller}
+CHECKS = {"database": _database, "aws": _aws, "bridge": lambda: _heartbeat("bridge"), "poller": lambda: _heartbeat("poller")}
 
 
 def healthz(request):

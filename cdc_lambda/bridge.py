@@ -219,6 +219,7 @@ class Bridge:
                 lifecycle.pause(stop=self.stop, seconds=lifecycle.backoff_seconds(attempt=min(failures, 8), base=self.poll_seconds))
                 continue
             failures = 0
+            checkpoints.heartbeat(consumer=checkpoints.BRIDGE, stream=self.stream_arn)  # /healthz reads it
             if moved:
                 continue
             if once or lifecycle.pause(stop=self.stop, seconds=self.poll_seconds):
