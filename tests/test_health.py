@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from admin_portal.models import ShardCheckpoint
 from airticket import aws
+from cdc_lambda import bridge
 
 pytestmark = pytest.mark.django_db
 
@@ -59,8 +60,6 @@ def test_on_aws_it_does_not_wait_for_a_local_poller(aws_env, settings):
 
 
 def test_an_idle_bridge_still_beats(aws_env):
-    from cdc_lambda import bridge
-
     bridge.run(once=True)
     ShardCheckpoint.objects.filter(consumer="bridge").update(updated_at=timezone.now() - timedelta(hours=1))
     bridge.run(once=True)  # nothing to move
