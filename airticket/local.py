@@ -156,6 +156,7 @@ class Supervisor:
             "",
             "The air-ticket system is running.",
             f"  Admin portal   {base}/admin/   (login {STAFF_USERNAME} / {STAFF_PASSWORD})",
+            f"  Operations     {base}/admin/admin_portal/shardcheckpoint/   (CDC checkpoints and lag, DLQ)",
             f"  Command API    {base}/api/v1/            e.g. POST {base}/api/v1/customers",
             f"  Query API      {base}/api/v1/query/      e.g. GET {base}/api/v1/query/passengers?flight_number=MU5159&flight_date=...",
             f"  API docs       {base}/api/v1/docs  (OpenAPI: {base}/api/v1/schema)",
