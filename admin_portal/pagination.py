@@ -6,6 +6,8 @@ covering index (the passenger indexes end in `deleted` and carry the primary key
 page's 50 rows are then fetched by primary key: a "deferred join".
 """
 
+import copy
+
 from django.core.paginator import Paginator
 
 
@@ -17,5 +19,17 @@ class DeferredJoinPaginator(Paginator):
         if top + self.orphans >= self.count:
             top = self.count
         keys = list(self.object_list.values_list("pk", flat=True)[bottom:top])
-        rows = self.object_list.order_by().in_bulk(keys)
+        rows = self.rows_by_key(keys)
         return self._get_page([rows[key] for key in keys if key in rows], number, self)
+
+    def rows_by_key(self, keys: list) -> dict:
+        """The page's rows by primary key alone, with the related rows the list loads.
+
+        The list's filters chose the keys a statement ago; repeating them would have Django
+        compile them and MySQL re-check them once more (a city selection's ~400 inlined flight
+        keys: ~1.5 ms of a 50-row page)."""
+        source = self.object_list
+        rows = source.model._default_manager.all()
+        rows.query.select_related = copy.deepcopy(source.query.select_related)
+        rows.query.deferred_loading = source.query.deferred_loading
+        return rows.prefetch_related(*source._prefetch_related_lookups).in_bulk(keys)

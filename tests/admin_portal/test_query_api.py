@@ -5,7 +5,8 @@ from django.core import mail
 from rest_framework import serializers
 
 from admin_portal import selectors
-from admin_portal.models import Notification, WeatherAlert
+from admin_portal.models import Flight, Notification, WeatherAlert
+from admin_portal.pagination import DeferredJoinPaginator
 from admin_portal.serializers import PassengerOutput
 from tests.admin_portal.factories import BookingFactory, CustomerFactory, WeatherAlertFactory, airport, make_flight
 
@@ -255,3 +256,19 @@ def test_a_city_selection_pages_with_an_exact_count_in_five_queries(staff_api, d
     assert first["count"] == second["count"] == 6
     assert len(first["results"]) == 4 and len(second["results"]) == 2
     assert not order_ids(staff_api.get(PASSENGERS, query)) & order_ids(staff_api.get(PASSENGERS, {**query, "page": 2}))
+
+
+@pytest.mark.django_db
+def test_a_page_reads_its_rows_by_primary_key_alone_and_loads_what_the_list_asks(django_assert_num_queries):
+    for _ in range(3):
+        BookingFactory(flight=make_flight(day=DAY, route=("CAN", "PVG", "NRT")))
+    bookings = selectors.passenger_list_by_city(city="PVG")
+    flights = Flight.objects.filter(flight_date=DAY).select_related("origin").order_by("flight_key")
+
+    with django_assert_num_queries(4) as captured:  # count, keys, rows, customers
+        page = DeferredJoinPaginator(bookings, 2).page(2)
+        assert [booking.customer.full_name for booking in page]
+    rows_where = captured.captured_queries[2]["sql"].split("WHERE", 1)[1]
+    assert "flight_id" not in rows_where and "deleted" not in rows_where  # the keys' filters are not repeated
+    with django_assert_num_queries(3):  # count, keys, rows with their origin joined
+        assert [flight.origin.city for flight in DeferredJoinPaginator(flights, 2).page(1)] == ["Guangzhou"] * 2
