@@ -492,9 +492,10 @@ def verdict(result: dict, target: int | None) -> str:
 
 def table(results, run: dict, load_seconds: float | None) -> str:
     lines = [
-        "Command (loads `airticket_bench_query` unless `--reuse` finds it loaded; `--buffer-pool-mb` defaults to 2048):",
+        "Command (loads `airticket_bench_query` unless `--reuse` finds it loaded; `--buffer-pool-mb` defaults to 2048), as run for these numbers:",
         "",
-        "    DATABASE_URL=mysql://root@127.0.0.1:3306/airticket_bench_query .venv/bin/python bench/query_bench.py --runs 300 --write-docs",
+        "    DATABASE_URL=mysql://root@127.0.0.1:3306/airticket_bench_query .venv/bin/python bench/query_bench.py "
+        + " ".join(sys.argv[1:]),
         "",
         f"Data: {BOOKINGS:,} bookings (10% cancelled) of {CUSTOMERS:,} customers on {FLIGHTS:,} flights "
         f"({FLIGHTS // DAYS:,} flight numbers x {DAYS} days over {len(HUBS)} hub airports; 35% with one or two transfers), "
@@ -516,6 +517,8 @@ def table(results, run: dict, load_seconds: float | None) -> str:
     ]
     if load_seconds is not None:
         lines.append(f"\nBulk load (multi-row INSERTs, then the lab's copy table): {load_seconds:.0f} s.")
+    else:
+        lines.append("\nData reused from an earlier load of the same seeded data (`--reuse`); no load time measured in this run.")
     return "\n".join(lines)
 
 
