@@ -53,10 +53,10 @@ class PassengerOutput(serializers.ModelSerializer):
 
     def to_representation(self, booking) -> dict:
         # Written out rather than DRF's generic path, which builds this ModelSerializer's 14
-        # fields from the model on every request and then walks them per row (~4 ms for a
-        # 50-row page, a sixth of the query API's budget). The declared fields still define
-        # the schema; typed values are formatted by DRF's own fields; a test
-        # (`test_passenger_rows_match_the_generic_serializer`) holds the two outputs equal.
+        # fields from the model on every request and then walks them per row: 0.6 ms instead
+        # of 1.3 ms for a 50-row page (warm; more on a loaded machine), in a 25 ms budget.
+        # The declared fields still define the schema; typed values are formatted by DRF's own
+        # fields; `test_passenger_rows_match_the_generic_serializer` holds the outputs equal.
         return {
             "order_id": booking.order_id,
             "status": booking.status,
