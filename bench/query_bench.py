@@ -479,8 +479,10 @@ through DRF's generic ModelSerializer path (which rebuilt 14 fields per request)
 past 10,000. What is left in an API call (measured on an idle machine, warm): the count (~4 ms), the other
 four or five statements (~3 ms) and Django/DRF (~7 ms: the filter form, building the ~400-key IN list,
 50 model instances and their customers, JSON). With the 128 MB default pool a 7-day hub's index pages are
-often not in memory and come from disk; the other engineer's benchmark shares CPUs and the server, so the
-p95 column is sensitive to the load average recorded above. The lab's shape scans the whole copy table for
+often not in memory and come from disk. Another engineer's benchmark shares the CPUs and the server, so the
+p95 column follows the load average recorded above: between runs of this version minutes apart, the city
+and weather p95s with the 2 GiB pool differed by up to 1.8x (medians by 1.3x); a run is only comparable
+with the load it records. The lab's shape scans the whole copy table for
 every question."""
 
 
