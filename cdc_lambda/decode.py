@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
+from typing import NamedTuple
 
 from boto3.dynamodb.types import TypeDeserializer
 
@@ -233,16 +234,47 @@ INSTANT = Kind("S", _utc_text, "an ISO timestamp with a UTC offset")
 OPTIONAL = True  # third element of a field: the attribute may be absent (stored as "")
 
 
-def fields(*spec: tuple) -> tuple:
+def _from_digits(check: Callable) -> Callable:
+    def fast(raw):
+        if type(raw) is not str or not raw.isdigit():
+            raise ValueError
+        return check(int(raw))
+
+    return fast
+
+
+def _from_strings(check: Callable) -> Callable:
+    return lambda raw: check([item["S"] for item in raw])
+
+
+_FROM_RAW = {"S": lambda check: check, "N": _from_digits, "L": _from_strings}
+
+
+class Fields(NamedTuple):
+    """What `values` reads: `fast` as (attribute, tag, check of the raw DynamoDB value), for
+    the usual image; `exact` as (attribute, tag, check, what, optional), for everything else."""
+
+    fast: tuple
+    exact: tuple
+
+
+def fields(*spec: tuple) -> Fields:
     """(attribute, Kind[, OPTIONAL]) ... -> flat tuples, so the hot loop does no attribute look-ups."""
-    return tuple((name, kind.tag, kind.check, kind.what, bool(rest and rest[0])) for name, kind, *rest in spec)
+    return Fields(
+        fast=tuple((name, kind.tag, _FROM_RAW[kind.tag](kind.check)) for name, kind, *_ in spec),
+        exact=tuple((name, kind.tag, kind.check, kind.what, bool(rest and rest[0])) for name, kind, *rest in spec),
+    )
 
 
-def values(image: dict, spec: tuple, label: str) -> list:
+def values(image: dict, spec: Fields, label: str) -> list:
     """The checked values of the fields, in order; Poison names the first attribute that is
     missing or wrong."""
+    try:  # nearly every image: each attribute present, with the tag and value it should have
+        return [check(image[name][tag]) for name, tag, check in spec.fast]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass  # the loop below accepts other encodings of a value (through TypeDeserializer), or finds the culprit
     out = []
-    for name, tag, check, what, optional in spec:
+    for name, tag, check, what, optional in spec.exact:
         attr = image.get(name)
         if attr is None:
             if optional:
@@ -311,6 +343,12 @@ def _customer(image: dict, label: str, keys: dict, removed: bool) -> Change:
     return Change(CUSTOMER, customer_id, version, removed, (customer_id, version, removed, created, updated, full_name, mobile, email))
 
 
+@functools.lru_cache(maxsize=4096)
+def _codes_json(*codes: str) -> str:
+    """The JSON of a list of transfer airports: few routes recur across a batch."""
+    return json.dumps(list(codes))
+
+
 def _order(image: dict, label: str, keys: dict, removed: bool) -> Change:
     order_id, version, created, updated, customer_id, number, day, origin, transfers, destination, departs, arrives, status = values(
         image, _FIELDS[ORDER], label
@@ -318,7 +356,7 @@ def _order(image: dict, label: str, keys: dict, removed: bool) -> Change:
     _require_key(keys, repo.order_key(customer_id, order_id))
     version += removed
     row = (order_id, version, removed, created, updated, customer_id, flight_key(number, day), number, day, origin)
-    row += (json.dumps(transfers) if transfers else "[]", destination, departs, arrives, status)
+    row += (_codes_json(*transfers), destination, departs, arrives, status)
     return Change(ORDER, order_id, version, removed, row)
 
 
@@ -329,7 +367,7 @@ def _flight(image: dict, label: str, keys: dict, removed: bool) -> Change:
     _require_key(keys, repo.flight_key(number, day))
     key = flight_key(number, day)
     version += removed
-    row = (key, version, removed, created, updated, number, day, origin, json.dumps(transfers), destination, departs, arrives, capacity)
+    row = (key, version, removed, created, updated, number, day, origin, _codes_json(*transfers), destination, departs, arrives, capacity)
     row += (seats, status)
     return Change(FLIGHT, key, version, removed, row, route=(origin, *transfers, destination))
 

@@ -1,10 +1,11 @@
 """Apply a batch of decoded changes to the read models: a constant number of bulk statements
 in one transaction, on MySQL/MariaDB and on SQLite.
 
-Per batch: one conditional upsert per entity table; for flights first one locking SELECT of
-the stored versions (to know whose route stops to replace), then one DELETE and one INSERT of
-stops; and one INSERT of flight events that ignores duplicates. (Very large batches are split
-into chunks only to stay under the driver's parameter limit.)
+The batch arrives in chunks of at most `batch.CHUNK` records. Per chunk: one conditional upsert
+of its bookings. Once per batch: for flights one locking SELECT of the stored versions (to know
+whose route stops to replace), one DELETE and one INSERT of stops, one conditional upsert; one
+conditional upsert of customers; one INSERT of flight events that ignores duplicates. (A
+statement is also split to stay under the driver's limits, only for very large batches.)
 
 Every upsert is conditional on the incoming change being newer than the stored row (see
 `Change.rank`), inside the statement itself, so a stale or repeated change is a no-op even
@@ -12,9 +13,13 @@ without the SELECT.
 All SQL is parameterised; identifiers come from the models, never from the data.
 """
 
-from collections.abc import Iterable, Sequence
+import functools
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from django.db import connection, transaction
 
@@ -32,6 +37,8 @@ _FLIGHT_DATE = TARGETS[FLIGHT].columns.index("flight_date")
 
 @dataclass(frozen=True, slots=True)
 class Applied:
+    """Rows sent per table (a key in several chunks of a batch counts once per chunk)."""
+
     customers: int
     bookings: int
     flights: int
@@ -47,13 +54,13 @@ def _values(width: int, rows: int) -> str:
     return ", ".join([one] * rows)
 
 
+@functools.cache
 def _max_params() -> int:
     if connection.vendor == "sqlite":
-        import sqlite3
-
-        # Django assumes SQLite's historical 999; the library here allows far more.
-        connection.ensure_connection()
-        return connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        # Django assumes SQLite's historical 999; the library here allows far more. A limit of
+        # the library, so a throwaway database tells it (and any thread may ask).
+        with closing(sqlite3.connect(":memory:")) as probe:
+            return probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     return 10**9
 
 
@@ -105,13 +112,18 @@ def _insert_ignoring_duplicates_sql(table: str, columns: Sequence[str], rows: in
     return f"{head} ON CONFLICT DO NOTHING"
 
 
-def _upsert(cursor, *, entity: str, changes: list[Change], projected_at: str) -> None:
+def _upserts(*, entity: str, changes: Iterable[Change], projected_at: str) -> Iterator[tuple[str, list]]:
     target = TARGETS[entity]
     columns = (*target.columns, "projected_at")
     # Sorted by key so concurrent batches lock rows in the same order (no deadlock cycles).
     rows = [(*c.row, projected_at) for c in sorted(changes, key=lambda c: c.key)]
     for chunk in _chunks(rows, len(columns)):
-        cursor.execute(_upsert_sql(target.table, columns, len(chunk)), _flat(chunk))
+        yield _upsert_sql(target.table, columns, len(chunk)), _flat(chunk)
+
+
+def _upsert(cursor, *, entity: str, changes: list[Change], projected_at: str) -> None:
+    for sql, params in _upserts(entity=entity, changes=changes, projected_at=projected_at):
+        cursor.execute(sql, params)
 
 
 def _stored_ranks(cursor, *, keys: list[str]) -> dict[str, tuple[str, int]]:
@@ -160,20 +172,63 @@ def _insert_events(cursor, *, flights: Iterable[Change], created_at: str) -> int
     return len(rows)
 
 
-def apply(*, changes: dict[str, dict[str, Change]], event_flights: list[Change]) -> Applied:
-    """`changes`: the newest change per key, by entity. `event_flights`: every flight change of
-    the batch that carries domain events (older versions included: each event happened)."""
-    now = str(datetime.now(UTC).replace(tzinfo=None))
-    customers = list(changes.get(CUSTOMER, {}).values())
-    bookings = list(changes.get(ORDER, {}).values())
-    flights = list(changes.get(FLIGHT, {}).values())
+def now() -> str:
+    """The batch's projected_at (and flight events' created_at)."""
+    return str(datetime.now(UTC).replace(tzinfo=None))
+
+
+class Chunk(NamedTuple):
+    """Decoded changes of consecutive records of a batch: the newest change per key, by entity;
+    every flight change that carries domain events (older versions included: each event
+    happened); and the customer and booking upserts, from `prepare`."""
+
+    changes: dict[str, dict[str, Change]]
+    event_flights: list[Change]
+    upserts: list[tuple[str, list]]
+
+
+# Bookings are most of the changes and of the database's work: they are written chunk by chunk,
+# so that the next chunk is decoded meanwhile. Customers and flights are fewer: collected, newest
+# per key, and written once after the last chunk (fewer statements; flights take five).
+_PER_CHUNK = (ORDER,)
+_PER_BATCH = (CUSTOMER, FLIGHT)
+
+
+def prepare(changes: dict[str, dict[str, Change]], *, projected_at: str) -> list[tuple[str, list]]:
+    """A chunk's statements, as SQL and parameters. Needs no connection, so the decoding thread
+    builds them."""
+    return [
+        (sql, params)
+        for entity in _PER_CHUNK
+        if entity in changes
+        for sql, params in _upserts(entity=entity, changes=changes[entity].values(), projected_at=projected_at)
+    ]
+
+
+def apply(chunks: Iterable[Chunk], *, projected_at: str) -> Applied:
+    """Apply the chunks of one batch, in order, in one transaction.
+
+    `chunks` may be lazy (see `batch.process`): the next chunk is decoded while this one's
+    statements run. A key in several chunks is harmless: each upsert is conditional on the
+    stored rank, so the read model is the one a single chunk would give."""
+    bookings = 0
+    newest: dict[str, dict[str, Change]] = {entity: {} for entity in _PER_BATCH}
+    event_flights: list[Change] = []
     with transaction.atomic(), connection.cursor() as cursor:
+        for chunk in chunks:
+            for sql, params in chunk.upserts:
+                cursor.execute(sql, params)
+            bookings += len(chunk.changes.get(ORDER, ()))
+            for entity, kept in newest.items():
+                for key, change in chunk.changes.get(entity, {}).items():
+                    if key not in kept or change.rank > kept[key].rank:
+                        kept[key] = change
+            event_flights += chunk.event_flights
+        customers, flights = list(newest[CUSTOMER].values()), list(newest[FLIGHT].values())
         if flights:
             _replace_stops(cursor, flights=flights)  # reads the stored ranks before the upsert moves them
-            _upsert(cursor, entity=FLIGHT, changes=flights, projected_at=now)
+            _upsert(cursor, entity=FLIGHT, changes=flights, projected_at=projected_at)
         if customers:
-            _upsert(cursor, entity=CUSTOMER, changes=customers, projected_at=now)
-        if bookings:
-            _upsert(cursor, entity=ORDER, changes=bookings, projected_at=now)
-        events = _insert_events(cursor, flights=event_flights, created_at=now)
-    return Applied(customers=len(customers), bookings=len(bookings), flights=len(flights), events=events)
+            _upsert(cursor, entity=CUSTOMER, changes=customers, projected_at=projected_at)
+        events = _insert_events(cursor, flights=event_flights, created_at=projected_at)
+    return Applied(customers=len(customers), bookings=bookings, flights=len(flights), events=events)
