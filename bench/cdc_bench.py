@@ -123,17 +123,34 @@ def truncate() -> None:
             cursor.execute(f"TRUNCATE TABLE {model._meta.db_table}")
 
 
-def run_handler(batches: list[dict]) -> tuple[float, float]:
-    """Wall seconds, and this process's CPU seconds (decoding, SQL building: what a busy
-    neighbour on the machine inflates least)."""
+def run_handler(batches: list[dict]) -> tuple[float, float, list[float]]:
+    """Wall seconds, this process's CPU seconds (decoding, SQL building: what a busy neighbour
+    on the machine inflates least), and each batch's wall seconds."""
     from cdc_lambda.handler import handler
 
     truncate()
     started, cpu = time.perf_counter(), time.process_time()
+    walls = []
     for event in batches:
+        batch_started = time.perf_counter()
         if handler(event, None)["batchItemFailures"]:
             raise SystemExit("the handler reported failures")
-    return time.perf_counter() - started, time.process_time() - cpu
+        walls.append(time.perf_counter() - batch_started)
+    return time.perf_counter() - started, time.process_time() - cpu, walls
+
+
+def quarters(walls: list[float]) -> list[float]:
+    """Events/s over each quarter of the run: the read model grows as it goes."""
+    size = max(1, len(walls) // 4)
+    return [BATCH * len(part) / sum(part) for part in (walls[start : start + size] for start in range(0, len(walls), size)) if part]
+
+
+def buffer_pool_mb() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@innodb_buffer_pool_size")
+        return cursor.fetchone()[0] // 2**20
 
 
 def decode_cpu(batches: list[dict]) -> float:
@@ -290,6 +307,8 @@ def report(
     records: int,
     handler_s: float,
     cpu: tuple[float, float],
+    by_quarter: list[float],
+    pool_mb: int,
     naive_n: int,
     naive_s: float,
     ceiling_s: float,
@@ -316,6 +335,8 @@ def report(
             f"| naive per record (SELECT + INSERT/UPDATE + commit; first {naive_n:,} records) | {naive_rate:,.0f} | {vs_naive:.1f}× faster | ≥ 15×: {ok[verdict['vs_naive']]} |",
             f"| ceiling: final rows as plain multi-row INSERTs | {ceiling_rate:,.0f} | {vs_ceiling:.2f} of it | ≥ 0.25: {ok[verdict['vs_ceiling']]} |",
             "",
+            f"Handler events/s by quarter of the run: {', '.join(f'{rate:,.0f}' for rate in by_quarter)} (the read model grows "
+            f"to {sum(rows.values()):,} rows; InnoDB buffer pool {pool_mb:,} MB, shared with the other benchmarks' databases).",
             f"Handler process CPU per event: {cpu[0] / records * 1e6:.1f} µs, of which decoding {cpu[1] / records * 1e6:.1f} µs "
             f"(base64 + JSON + checks); the rest of the wall time is the database.",
             f"Peak memory of one {MEMORY_BATCH:,}-record batch through the handler (tracemalloc): {peak_mb:.1f} MiB.",
@@ -349,7 +370,7 @@ def main() -> None:
     setup_django()
     print(f"building {options.records:,} change records ...", flush=True)
     records = change_records(count=options.records)
-    handler_s, handler_cpu = run_handler(events(records, BATCH))
+    handler_s, handler_cpu, walls = run_handler(events(records, BATCH))
     decoding_cpu = decode_cpu(events(records, BATCH))
     rows = final_rows()
     print(f"handler: {options.records / handler_s:,.0f} events/s", flush=True)
@@ -364,6 +385,8 @@ def main() -> None:
         records=options.records,
         handler_s=handler_s,
         cpu=(handler_cpu, decoding_cpu),
+        by_quarter=quarters(walls),
+        pool_mb=buffer_pool_mb(),
         naive_n=naive_n,
         naive_s=naive_s,
         ceiling_s=ceiling_s,

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 # this process) overlaps writing (CPU in the database server) instead of preceding it. Chunks
 # are decoded and applied separately but in one transaction, which gives the same read model
 # as a single chunk (see `projection.apply`).
-CHUNK = 200
+CHUNK = 250
 _decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdc-decode")
 # While the decoding thread runs, this thread waits that long for the GIL after each statement
 # (Python's default, 5 ms, is about a chunk's worth of server time): hand it over sooner.

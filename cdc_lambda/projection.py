@@ -115,7 +115,9 @@ def _insert_ignoring_duplicates_sql(table: str, columns: Sequence[str], rows: in
 def _upserts(*, entity: str, changes: Iterable[Change], projected_at: str) -> Iterator[tuple[str, list]]:
     target = TARGETS[entity]
     columns = (*target.columns, "projected_at")
-    # Sorted by key so concurrent batches lock rows in the same order (no deadlock cycles).
+    # Sorted by key so concurrent batches lock rows in the same order (no deadlock cycles). A
+    # batch's bookings are locked chunk by chunk, each sorted; concurrent batches come from other
+    # shards, i.e. other items, and a deadlock on shared index gaps is retried as transient.
     rows = [(*c.row, projected_at) for c in sorted(changes, key=lambda c: c.key)]
     for chunk in _chunks(rows, len(columns)):
         yield _upsert_sql(target.table, columns, len(chunk)), _flat(chunk)
@@ -195,8 +197,8 @@ _PER_BATCH = (CUSTOMER, FLIGHT)
 
 
 def prepare(changes: dict[str, dict[str, Change]], *, projected_at: str) -> list[tuple[str, list]]:
-    """A chunk's statements, as SQL and parameters. Needs no connection, so the decoding thread
-    builds them."""
+    """A chunk's statements, as SQL and parameters. Sends no query (it reads only the backend's
+    vendor and quoting), so the decoding thread builds them."""
     return [
         (sql, params)
         for entity in _PER_CHUNK
