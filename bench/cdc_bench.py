@@ -23,37 +23,17 @@ import json
 import os
 import platform
 import random
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/airticket_bench_cdc")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "airticket.settings")
-os.environ.setdefault("DEBUG", "false")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-os.environ.setdefault("AIRTICKET_ENV", "local")
+from common import setup_django, use_database, write_docs
+
+use_database("airticket_bench_cdc")
 
 BATCH = 1000
 MEMORY_BATCH = 10_000
 AIRPORTS = ["PVG", "SHA", "PEK", "PKX", "CAN", "SZX", "CTU", "HKG", "NRT", "ICN", "SIN", "BKK", "LHR", "CDG", "FRA", "JFK", "XIY", "KMG"]
 TARGETS = {"events_per_second": 30_000, "vs_naive": 15, "vs_ceiling": 0.25}
-
-
-def setup_django() -> None:
-    import django
-    import MySQLdb
-
-    name = os.environ["DATABASE_URL"].rsplit("/", 1)[-1]
-    server = MySQLdb.connect(host="127.0.0.1", user="root", port=3306)
-    server.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    server.close()
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 # --- synthetic change stream ----------------------------------------------------------------
@@ -345,22 +325,6 @@ def report(
     )
 
 
-def write_docs(body: str) -> None:
-    """Replace (or add) only this benchmark's section of docs/BENCHMARKS.md."""
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    heading = "## CDC projection"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{heading}\n\n{body}\n"
-    if heading in text:
-        before, _, rest = text.partition(heading)
-        after = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
@@ -396,7 +360,7 @@ def main() -> None:
     )
     print(body)
     if options.write_docs:
-        write_docs(body)
+        write_docs("## CDC projection", body)
 
 
 if __name__ == "__main__":

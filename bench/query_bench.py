@@ -27,15 +27,10 @@ import statistics
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/airticket_bench_query")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "airticket.settings")
-os.environ.setdefault("DEBUG", "false")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-os.environ.setdefault("AIRTICKET_ENV", "local")
+from common import setup_django, use_database, write_docs
+
+use_database("airticket_bench_query")
 
 CUSTOMERS, FLIGHTS, BOOKINGS = 200_000, 20_000, 1_000_000
 DAYS = 20  # each flight number flies daily for DAYS days: FLIGHTS / DAYS numbers
@@ -64,21 +59,6 @@ LAST = [
 CHUNK = 5000
 LAB_TABLE = "bench_lab_orders"
 API_TARGET_MS, ADMIN_TARGET_MS = 25, 300  # p95
-
-
-def setup_django() -> None:
-    import django
-    import MySQLdb
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[-1]
-    server = MySQLdb.connect(host="127.0.0.1", user="root", port=3306)
-    server.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    server.close()
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def insert(cursor, table: str, columns: list[str], rows) -> None:
@@ -523,21 +503,6 @@ def table(results, run: dict, load_seconds: float | None) -> str:
     return "\n".join(lines)
 
 
-def write_docs(body: str) -> None:
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    heading = "## Query side"
-    section = f"{heading}\n\n{body}\n"
-    if heading in text:
-        before, _, rest = text.partition(heading)
-        after = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reuse", action="store_true", help="keep the loaded data when the counts match")
@@ -577,7 +542,7 @@ def main() -> None:
     body = table(results, run, load_seconds)
     print(body)
     if options.write_docs:
-        write_docs(body)
+        write_docs("## Query side", body)
 
 
 if __name__ == "__main__":
