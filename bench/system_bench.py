@@ -26,9 +26,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "mysql://root@127.0.0.1:3306/airticket_bench_system")
+from common import setup_django, use_database
+
+use_database("airticket_bench_system")
 
 
 class Api:
@@ -146,15 +146,10 @@ def main() -> None:
     from airticket import local
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = local.child_environment(DATABASE_URL=DATABASE_URL, EMAIL_FILE_PATH=f"{tmp}/mail", LOG_LEVEL="WARNING")
-        os.environ.update(DATABASE_URL=DATABASE_URL, DJANGO_SETTINGS_MODULE="airticket.settings")
-        import django
-
-        django.setup()
+        env = local.child_environment(DATABASE_URL=os.environ["DATABASE_URL"], EMAIL_FILE_PATH=f"{tmp}/mail", LOG_LEVEL="WARNING")
+        setup_django()
         from django.core.management import call_command
 
-        call_command("ensure_database", stdout=open(os.devnull, "w"))  # noqa: SIM115
-        call_command("migrate", verbosity=0)
         call_command("flush", interactive=False, verbosity=0)
         log = Path(tmp) / "runlocal.log"
         system = local.spawn(env, log)
