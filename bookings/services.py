@@ -216,8 +216,10 @@ def _seat_take(flight: dict, now: str) -> dict:
         expected_version=None,
         now=now,
         increments={"seats_booked": 1},
-        extra_condition="#status <> :cancelled AND seats_booked < #capacity AND schedule_version = :sv",
-        extra_values=repo.values(cancelled=FLIGHT_CANCELLED, sv=flight.get("schedule_version", 1)),
+        # The snapshot the order copies must still be this flight's: same incarnation
+        # (created_at) and schedule; and the cabin must still have room.
+        extra_condition="#status <> :cancelled AND seats_booked < #capacity AND schedule_version = :sv AND created_at = :created",
+        extra_values=repo.values(cancelled=FLIGHT_CANCELLED, sv=flight.get("schedule_version", 1), created=flight["created_at"]),
         extra_names={"#status": "status", "#capacity": "capacity"},
     )
 
@@ -244,6 +246,27 @@ def _route(flight: dict) -> dict:
         "departure_time": flight["departure_time"],
         "arrival_time": flight["arrival_time"],
     }
+
+
+# Flights a booking copied recently, per process: (expires at, flight). Booking on a cached copy
+# is safe because `_seat_take` conditions on the copy's incarnation, schedule, status and
+# seats; a stale copy costs one failed transaction, and the retry reads the flight afresh. It
+# saves a read per booking (bookings on one flight are the common case).
+_FLIGHTS: dict[tuple[str, str], tuple[float, dict]] = {}
+_FLIGHT_CACHE_SECONDS = 30.0
+_FLIGHT_CACHE_SIZE = 4096
+
+
+def _flight_to_book(flight_number: str, flight_date: str, *, fresh: bool) -> dict:
+    key = (flight_number, flight_date)
+    cached = None if fresh else _FLIGHTS.get(key)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    flight = _bookable_flight(flight_number, flight_date)
+    if len(_FLIGHTS) >= _FLIGHT_CACHE_SIZE:
+        _FLIGHTS.clear()
+    _FLIGHTS[key] = (time.monotonic() + _FLIGHT_CACHE_SECONDS, flight)
+    return flight
 
 
 def _bookable_flight(flight_number: str, flight_date: str) -> dict:
@@ -273,7 +296,7 @@ def _guard_release(customer_id: str, flight_number: str, flight_date: str, order
 def order_place(*, customer_id: str, flight_number: str, flight_date: str) -> dict:
     """Book a seat: the order, its guard and the flight's seat count change in one transaction."""
     for attempt in range(_RETRIES):
-        flight = _bookable_flight(flight_number, flight_date)
+        flight = _flight_to_book(flight_number, flight_date, fresh=attempt > 0)
         now = _now()
         order_id = uuid.uuid4().hex
         order = {
@@ -356,7 +379,7 @@ def order_change(
             raise Conflict("only an ORDERED booking can be changed", code="order_not_active")
         if (order["flight_number"], order["flight_date"]) == (flight_number, flight_date):
             return order
-        flight = _bookable_flight(flight_number, flight_date)
+        flight = _flight_to_book(flight_number, flight_date, fresh=attempt > 0)
         now = _now()
         changes = _route(flight)
         actions = [

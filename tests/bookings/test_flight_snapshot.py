@@ -1,0 +1,53 @@
+"""An order copies its flight's route and times. The command side may book on a recently read
+copy of the flight, so these check that the copy an order gets is always the flight as it is."""
+
+import pytest
+
+from airticket.errors import Conflict
+from bookings import repository as repo
+from bookings import services
+from tests.factories import flight_data, make_customer
+
+
+def test_a_booking_after_a_reschedule_copies_the_new_times(aws_env):
+    make_customer("ann")
+    make_customer("bob")
+    flight = services.flight_create(**flight_data(departure_time="08:00", arrival_time="10:00"))
+    key = {"flight_number": flight["flight_number"], "flight_date": flight["flight_date"]}
+    first = services.order_place(customer_id="ann", **key)
+    services.flight_reschedule(**key, departure_time="09:30", arrival_time="11:30")
+
+    second = services.order_place(customer_id="bob", **key)
+
+    assert (first["departure_time"], second["departure_time"], second["arrival_time"]) == ("08:00", "09:30", "11:30")
+    assert services.flight_get(**key)["seats_booked"] == 2
+
+
+def test_a_flight_created_again_under_the_same_number_and_date_is_booked_with_its_new_route(aws_env):
+    make_customer("ann")
+    make_customer("bob")
+    data = flight_data(origin="PVG", transfers=[], destination="PEK")
+    key = {"flight_number": data["flight_number"], "flight_date": data["flight_date"]}
+    services.flight_create(**data)
+    services.order_place(customer_id="ann", **key)
+    repo.delete(repo.flight_key(**key))  # a truncate, then the schedule loaded again
+    services.flight_create(**{**data, "origin": "CAN", "transfers": ["CTU"], "destination": "URC"})
+
+    order = services.order_place(customer_id="bob", **key)
+
+    assert (order["origin"], order["transfers"], order["destination"]) == ("CAN", ["CTU"], "URC")
+    assert services.flight_get(**key)["seats_booked"] == 1
+
+
+def test_booking_a_flight_cancelled_since_it_was_last_booked_is_refused(aws_env):
+    make_customer("ann")
+    make_customer("bob")
+    flight = services.flight_create(**flight_data())
+    key = {"flight_number": flight["flight_number"], "flight_date": flight["flight_date"]}
+    services.order_place(customer_id="ann", **key)
+    services.flight_cancel(**key)
+
+    with pytest.raises(Conflict) as refused:
+        services.order_place(customer_id="bob", **key)
+    assert refused.value.code == "flight_cancelled"
+    assert services.flight_get(**key)["seats_booked"] == 1
