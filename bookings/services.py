@@ -74,19 +74,20 @@ def customer_get_with_orders(*, customer_id: str) -> dict:
 
 
 def customer_update(*, customer_id: str, changes: dict, expected_version: int | None = None) -> dict:
-    for attempt in range(_RETRIES):
-        current = customer_get(customer_id=customer_id)
-        if expected_version is not None and current["version"] != expected_version:
-            raise PreconditionFailed(f"customer version is {current['version']}, not {expected_version}")
-        if not changes:
-            return current
+    """Set profile fields in one conditional update (no read first): the item must exist and,
+    with If-Match, carry the expected version. Fields are set, not computed from what was
+    read, so without If-Match the last writer wins per field and the version still moves."""
+    if changes:
         try:
-            return _public(repo.update_versioned(repo.customer_key(customer_id), changes, expected_version=current["version"], now=_now()))
+            return _public(repo.update_versioned(repo.customer_key(customer_id), changes, expected_version=expected_version, now=_now()))
         except ConditionFailed:
-            if expected_version is not None:
-                raise PreconditionFailed("customer changed concurrently") from None
-            _backoff(attempt)
-    raise Conflict("customer is being changed concurrently, try again", code="busy")
+            pass  # absent, or another version: read to say which
+    current = customer_get(customer_id=customer_id)
+    if expected_version is not None and current["version"] != expected_version:
+        raise PreconditionFailed(f"customer version is {current['version']}, not {expected_version}")
+    if changes:  # it exists at the expected version now: it was created or reverted meanwhile
+        raise Conflict("customer is being changed concurrently, try again", code="busy")
+    return current
 
 
 # --- flights --------------------------------------------------------------------------------
