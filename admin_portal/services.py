@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import selectors, weather
@@ -104,6 +104,9 @@ def _send(*, notification: Notification, connection) -> str:
     if not notification.recipient:
         return "no email address for this customer in the read model"
     try:
+        # Opened at the first message (later calls are no-ops), inside the try so an outage
+        # fails this row, to be retried, instead of leaving it claimed.
+        connection.open()
         EmailMessage(
             subject=notification.subject,
             body=notification.message,
@@ -129,9 +132,9 @@ def _personal(*, booking: Booking, customer: Customer | None, message: str) -> s
 def passengers_notify(*, bookings: QuerySet[Booking], reason: str, subject: str, message: str, sent_by: str = "") -> NotifyResult:
     """Email every passenger of `bookings` once for `reason`; already notified ones are skipped."""
     result = NotifyResult()
-    # Opened at the first message, not before: the notifier re-checks events every second and
-    # most runs send nothing (an opened file backend leaves an empty file behind).
-    connection, opened = get_connection(fail_silently=False), False
+    # Opened by `_send` at the first message, not here: the notifier re-checks events every
+    # second and most runs send nothing (an opened file backend leaves an empty file behind).
+    connection = get_connection(fail_silently=False)
     try:
         for booking in bookings.prefetch_related("customer").iterator(chunk_size=CHUNK):
             customer = selectors.customer_of(booking)
@@ -146,9 +149,6 @@ def passengers_notify(*, bookings: QuerySet[Booking], reason: str, subject: str,
             if claimed is None:
                 result.skipped += 1
                 continue
-            if not opened:
-                connection.open()
-                opened = True
             error = _send(notification=claimed, connection=connection)
             status = NotificationStatus.FAILED if error else NotificationStatus.SENT
             Notification.objects.filter(pk=claimed.pk).update(status=status, error=error)
@@ -158,8 +158,7 @@ def passengers_notify(*, bookings: QuerySet[Booking], reason: str, subject: str,
             else:
                 result.sent += 1
     finally:
-        if opened:
-            connection.close()
+        connection.close()
     log.info("notified %s for %s: %s", bookings.model.__name__, reason, result.as_dict())
     return result
 
@@ -193,9 +192,11 @@ def flight_event_notify(*, event: FlightEvent) -> NotifyResult:
     flight = Flight.objects.filter(pk=event.flight_id).first()
     subject, message = _flight_event_text(event=event, flight=flight)
     reason = flight_event_reason(event=event)
-    # Only passengers not yet notified for this event: re-runs during the settle window cost
-    # one query, not one claim per passenger.
-    already = Notification.objects.filter(booking_id=OuterRef("pk"), reason=reason)
+    # Only passengers not yet notified for this event (sent, or being sent by another process):
+    # re-runs during the settle window cost one query, not one claim per passenger, and a
+    # failed send (no address yet, mail service down) is tried again.
+    claimed = Q(status=NotificationStatus.SENT) | Q(status=NotificationStatus.PENDING, created_at__gte=timezone.now() - STALE_CLAIM)
+    already = Notification.objects.filter(claimed, booking_id=OuterRef("pk"), reason=reason)
     bookings = (
         selectors.booking_base(status=BookingStatus.ORDERED).filter(flight_id=event.flight_id).exclude(Exists(already)).order_by("order_id")
     )

@@ -202,3 +202,35 @@ def test_a_run_that_sends_nothing_leaves_no_empty_mail_file(settings, tmp_path):
     files = list(tmp_path.iterdir())
     assert len(files) == 1
     assert "Subject: s" in files[0].read_text()
+
+
+@pytest.mark.django_db
+def test_a_passenger_whose_customer_arrives_after_the_cancellation_is_notified_when_it_does():
+    flight = make_flight(day=DAY, status="CANCELLED")
+    booking = BookingFactory(flight=flight)
+    customer = booking.customer
+    customer_id, email = customer.customer_id, customer.email
+    customer.delete()  # the customer's row is on another shard, not projected yet
+    FlightEventFactory(flight=flight)
+
+    services.flight_events_process()
+    assert Notification.objects.get().status == "FAILED"
+    CustomerFactory(customer_id=customer_id, email=email)
+    services.flight_events_process()
+
+    assert Notification.objects.get().status == "SENT"
+    assert [m.to for m in mail.outbox] == [[email]]
+
+
+@pytest.mark.django_db
+def test_a_mail_service_that_cannot_be_reached_fails_the_row_for_a_retry_instead_of_raising(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2  # nothing listens there
+    flight = make_flight(day=DAY)
+    BookingFactory(flight=flight)
+
+    result = services.passengers_notify(bookings=flight_passengers(flight), reason="r", subject="s", message="m")
+
+    assert (result.sent, result.failed) == (0, 1)
+    assert Notification.objects.get().status == "FAILED"
+    assert "ConnectionRefusedError" in Notification.objects.get().error
