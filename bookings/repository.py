@@ -12,6 +12,7 @@ Every write is conditional. Functions here know keys, conditions and marshalling
 rules (what may change when) live in `services`.
 """
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -235,7 +236,9 @@ def transact(actions: list[dict]) -> None:
     """All or nothing. Update actions come from `versioned_update` and are wrapped here."""
     items = [a if set(a) & {"Put", "Delete", "ConditionCheck", "Update"} else {"Update": a} for a in actions]
     try:
-        aws.dynamodb().transact_write_items(TransactItems=items)
+        # The token makes botocore's own retry of this call (after a timeout whose first try
+        # was in fact applied) a no-op instead of a spurious failure on our own writes.
+        aws.dynamodb().transact_write_items(TransactItems=items, ClientRequestToken=uuid.uuid4().hex)
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "TransactionCanceledException":
             reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
@@ -253,8 +256,13 @@ def _reasons_from_message(message: str) -> list[str]:
 
 
 def _raise_condition(exc: ClientError):
-    if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+    code = exc.response["Error"]["Code"]
+    if code == "ConditionalCheckFailedException":
         raise ConditionFailed(["ConditionalCheckFailed"]) from None
+    if code == "TransactionConflictException":
+        # A transaction holds the item (a booking on this flight or customer): a lost race like
+        # any other, which the services retry or answer with 409. botocore does not retry it.
+        raise ConditionFailed(["TransactionConflict"]) from None
     raise exc
 
 
