@@ -429,6 +429,18 @@ _KEYS = fields(("PK", _KEY_TEXT), ("SK", _KEY_TEXT))
 
 
 def decode(record: dict) -> Change | None:
+    """The change a Lambda Kinesis record carries; None for items the read model skips;
+    Poison for anything that can never be applied."""
+    try:
+        return _decode(record)
+    except (TypeError, ArithmeticError) as exc:
+        # The checks above name what they expect; this catches what they did not foresee
+        # (an unhashable eventName, a number too large for Decimal, a year-1 timestamp that
+        # overflows on conversion to UTC), so no malformed record escapes as a function error.
+        raise Poison(f"malformed record: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _decode(record: dict) -> Change | None:
     change = payload(record)
     event_name = change.get("eventName")
     if event_name not in EVENT_NAMES:

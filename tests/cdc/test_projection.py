@@ -180,6 +180,11 @@ def poison_records(items: Items) -> dict[str, dict]:
     }
     bad_base64 = _poison(b"")
     bad_base64["kinesis"]["data"] = "%%% not base64 %%%"
+    stream = good["dynamodb"]
+    listed_event = {**good, "eventName": ["INSERT"]}
+    map_entity = {**good, "dynamodb": {**stream, "NewImage": {**image, "entity": {"M": {"S": {"S": "CUSTOMER"}}}}}}
+    huge_version = {**good, "dynamodb": {**stream, "NewImage": {**image, "version": {"N": "1e400"}}}}
+    year_one = {**good, "dynamodb": {**stream, "NewImage": {**image, "created_at": {"S": "0001-01-01T00:00:00+01:00"}}}}
     return {
         "not base64": bad_base64,
         "not JSON": _poison(b"{this is not json"),
@@ -188,6 +193,10 @@ def poison_records(items: Items) -> dict[str, dict]:
         "version is not an integer from 0": _poison(_change(bad_version)),
         "flight_date is not an ISO date": _poison(_change(bad_date)),
         "capacity is not an integer from 0 to 2147483647": items.flight("MU999", capacity=2**40),
+        "malformed record: TypeError: unhashable type: 'list'": _poison(_change(listed_event)),
+        "malformed record: TypeError: unhashable type: 'dict'": _poison(_change(map_entity)),
+        "malformed record: Overflow": _poison(_change(huge_version)),
+        "malformed record: OverflowError: date value out of range": _poison(_change(year_one)),
     }
 
 
