@@ -26,6 +26,8 @@ from .repository import ConditionFailed
 
 HEADER = "Idempotency-Key"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# Longer than any request may run (API Gateway gives up at 29 s, the Lambda at 30 s).
+ABANDONED_AFTER_SECONDS = 60
 
 
 def _fingerprint(request) -> str:
@@ -41,15 +43,22 @@ def run(request, command: Callable[[], Response]) -> Response:
         raise BadRequest("Idempotency-Key must be 1-255 visible ASCII characters", fields={HEADER: "invalid"})
     record_key = repo.idempotency_key(request.user.subject, key)
     fingerprint = _fingerprint(request)
+    now = int(time.time())
     try:
-        repo.put_new(
+        # A new key, or a claim whose request died without answering (a Lambda timeout, a
+        # killed process): without the second case the key would be stuck until its TTL.
+        repo.put_replacing(
             record_key,
             {
                 "entity": repo.IDEMPOTENCY,
                 "fingerprint": fingerprint,
                 "state": "IN_PROGRESS",
-                "expires_at": int(time.time()) + settings.IDEMPOTENCY_TTL_SECONDS,
+                "claimed_at": now,
+                "expires_at": now + settings.IDEMPOTENCY_TTL_SECONDS,
             },
+            condition="attribute_not_exists(PK) OR (#state = :progress AND fingerprint = :fp AND claimed_at < :abandoned)",
+            condition_values=repo.values(progress="IN_PROGRESS", fp=fingerprint, abandoned=now - ABANDONED_AFTER_SECONDS),
+            condition_names={"#state": "state"},
         )
     except ConditionFailed:
         return _replay(record_key, fingerprint)

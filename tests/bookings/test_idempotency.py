@@ -1,6 +1,8 @@
+from time import time as real_time
+
 import pytest
 
-from bookings import services
+from bookings import idempotency, services
 from tests.bookings.api import (
     CUSTOMERS,
     FLIGHTS,
@@ -173,3 +175,24 @@ def test_a_post_without_a_key_is_not_recorded(as_customer):
     assert [item["PK"] for item in table_items()] == ["CUSTOMER#alice"]
     assert stored_customer("alice") is not None
     assert stored_flight({"flight_number": "MU1", "flight_date": "2030-01-01"}) is None
+
+
+def test_a_key_whose_request_died_without_an_answer_is_free_again_once_the_claim_is_abandoned(as_customer, monkeypatch):
+    make_customer("alice")
+    flight = make_flight()
+    alice = as_customer("alice")
+
+    def killed(**kwargs):
+        raise SystemExit("the Lambda timed out")  # no `except Exception` runs: the claim stays
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "order_place", killed)
+        with pytest.raises(SystemExit):
+            place_order(alice, "alice", flight, idempotency_key="k")
+    assert error(place_order(alice, "alice", flight, idempotency_key="k"))["code"] == "idempotency_in_progress"
+
+    monkeypatch.setattr(idempotency.time, "time", lambda: real_time() + idempotency.ABANDONED_AFTER_SECONDS + 1)
+    retry = place_order(alice, "alice", flight, idempotency_key="k")
+
+    assert retry.status_code == 201
+    assert seats_booked(flight) == 1
