@@ -204,22 +204,29 @@ def flight_event_notify(*, event: FlightEvent) -> NotifyResult:
 
 
 def flight_events_process(*, limit: int = 100) -> int:
-    """Notify the passengers of pending flight events, oldest first; returns how many events
-    were looked at. Safe to run from several processes at once: notifications are claimed per
-    passenger.
+    """Notify the passengers of every pending flight event, oldest first, `limit` events per
+    query; returns how many events were looked at. Safe to run from several processes at once:
+    notifications are claimed per passenger.
 
     An event stays pending for FLIGHT_EVENT_SETTLE after it was written, and each run notifies
     the passengers not yet notified: bookings travel on other shards than their flight, so a
-    booking made just before the cancellation may reach the read model just after its event."""
-    events = list(FlightEvent.objects.filter(processed_at__isnull=True).order_by("created_at", "id")[:limit])
+    booking made just before the cancellation may reach the read model just after its event.
+    Every pending event is visited on each run (paged by id), so events still settling never
+    hold back newer ones."""
+    seen, after = 0, 0
     settled_before = timezone.now() - FLIGHT_EVENT_SETTLE
-    for event in events:
-        result = flight_event_notify(event=event)
-        if event.created_at <= settled_before:
-            FlightEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(processed_at=timezone.now())
-        if result.selected:
-            log.info("flight event %s %s %s: %s", event.pk, event.kind, event.flight_id, result.as_dict())
-    return len(events)
+    while True:
+        events = list(FlightEvent.objects.filter(processed_at__isnull=True, id__gt=after).order_by("id")[:limit])
+        for event in events:
+            result = flight_event_notify(event=event)
+            if event.created_at <= settled_before:
+                FlightEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(processed_at=timezone.now())
+            if result.selected:
+                log.info("flight event %s %s %s: %s", event.pk, event.kind, event.flight_id, result.as_dict())
+        seen += len(events)
+        if len(events) < limit:
+            return seen
+        after = events[-1].id
 
 
 # --- weather alerts ---------------------------------------------------------------------------

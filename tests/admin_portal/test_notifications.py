@@ -234,3 +234,16 @@ def test_a_mail_service_that_cannot_be_reached_fails_the_row_for_a_retry_instead
     assert (result.sent, result.failed) == (0, 1)
     assert Notification.objects.get().status == "FAILED"
     assert "ConnectionRefusedError" in Notification.objects.get().error
+
+
+@pytest.mark.django_db
+def test_events_still_settling_do_not_hold_back_newer_ones():
+    for _ in range(3):  # older events, no passengers, still settling
+        FlightEventFactory(flight=make_flight(day=DAY, status="CANCELLED"))
+    newest = make_flight(day=DAY, status="CANCELLED")
+    BookingFactory(flight=newest)
+    FlightEventFactory(flight=newest)
+
+    assert services.flight_events_process(limit=2) == 4
+    assert [m.subject for m in mail.outbox] == [f"Flight {newest.flight_number} on 2026-12-10 is cancelled"]
+    assert FlightEvent.objects.filter(processed_at__isnull=True).count() == 4  # all still in their settle window
