@@ -241,9 +241,14 @@ def action_page(modeladmin, request, queryset, *, form, title: str, action: str,
     )
 
 
-def submitted(request, form_class):
-    """The bound form when the action page was submitted, else None (first visit)."""
-    return form_class(request.POST) if "apply" in request.POST else None
+def action_input(modeladmin, request, queryset, form_class, *, title: str, action: str, button: str, note: str = ""):
+    """(the submitted, valid form, None), or (None, the page that asks for it): on the first
+    visit and after an invalid submission the action returns that page."""
+    form = form_class(request.POST) if "apply" in request.POST else None
+    if form is not None and form.is_valid():
+        return form, None
+    page = action_page(modeladmin, request, queryset, form=form or form_class(), title=title, action=action, button=button, note=note)
+    return None, page
 
 
 def _staff_name(request) -> str:
@@ -339,35 +344,22 @@ class FlightAdmin(ReadModelAdmin):
 
     @admin.action(description="Cancel the selected flights (notifies their passengers)")
     def cancel_flights(self, request, queryset):
-        form = submitted(request, ConfirmForm)
-        if form is None:
-            note = "Every passenger holding a booking is notified once the cancellation reaches the query side."
-            return action_page(
-                self,
-                request,
-                queryset,
-                form=ConfirmForm(),
-                title="Cancel flights",
-                action="cancel_flights",
-                button="Cancel these flights",
-                note=note,
-            )
+        note = "Every passenger holding a booking is notified once the cancellation reaches the query side."
+        _, page = action_input(
+            self, request, queryset, ConfirmForm, title="Cancel flights", action="cancel_flights", button="Cancel these flights", note=note
+        )
+        if page:
+            return page
         self._command(request, queryset, commands.flight_cancel)
         return None
 
     @admin.action(description="Delay / reschedule the selected flights")
     def reschedule_flights(self, request, queryset):
-        form = submitted(request, RescheduleForm)
-        if form is None or not form.is_valid():
-            return action_page(
-                self,
-                request,
-                queryset,
-                form=form or RescheduleForm(),
-                title="Delay or reschedule flights",
-                action="reschedule_flights",
-                button="Reschedule",
-            )
+        form, page = action_input(
+            self, request, queryset, RescheduleForm, title="Delay or reschedule flights", action="reschedule_flights", button="Reschedule"
+        )
+        if page:
+            return page
         changes = {name: value for name, value in form.cleaned_data.items() if value not in (None, "")}
         self._command(request, queryset, commands.flight_reschedule, **changes)
         return None
@@ -446,19 +438,12 @@ class BookingAdmin(ReadModelAdmin):
 
     @admin.action(description="Notify the selected passengers")
     def notify_passengers(self, request, queryset):
-        form = submitted(request, NotifyForm)
-        if form is None or not form.is_valid():
-            note = "Each passenger receives this message at most once; those already sent it are skipped."
-            return action_page(
-                self,
-                request,
-                queryset,
-                form=form or NotifyForm(),
-                title="Notify passengers",
-                action="notify_passengers",
-                button="Send",
-                note=note,
-            )
+        note = "Each passenger receives this message at most once; those already sent it are skipped."
+        form, page = action_input(
+            self, request, queryset, NotifyForm, title="Notify passengers", action="notify_passengers", button="Send", note=note
+        )
+        if page:
+            return page
         subject, message = form.cleaned_data["subject"], form.cleaned_data["message"]
         result = services.passengers_notify(
             bookings=queryset.order_by("order_id"),
@@ -497,19 +482,21 @@ class WeatherAlertAdmin(FastAdmin):
 
     @admin.action(description="Notify everyone affected by the selected alerts")
     def notify_affected(self, request, queryset):
-        form = submitted(request, WeatherNotifyForm)
-        if form is None or not form.is_valid():
-            note = "Passengers holding a booking on a flight that touches the alerted place while the alert is valid; each at most once per alert."
-            return action_page(
-                self,
-                request,
-                queryset,
-                form=form or WeatherNotifyForm(),
-                title="Notify affected passengers",
-                action="notify_affected",
-                button="Send",
-                note=note,
-            )
+        note = (
+            "Passengers holding a booking on a flight that touches the alerted place while the alert is valid; each at most once per alert."
+        )
+        form, page = action_input(
+            self,
+            request,
+            queryset,
+            WeatherNotifyForm,
+            title="Notify affected passengers",
+            action="notify_affected",
+            button="Send",
+            note=note,
+        )
+        if page:
+            return page
         for alert in queryset:
             result = services.weather_alert_notify(alert=alert, message=form.cleaned_data["message"], sent_by=_staff_name(request))
             self.message_user(request, f"{alert}: sent {result.sent}, skipped {result.skipped}, failed {result.failed}.", messages.SUCCESS)
