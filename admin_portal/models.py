@@ -188,13 +188,16 @@ class FlightEvent(models.Model):
     flight = models.ForeignKey(Flight, models.DO_NOTHING, db_constraint=False, related_name="events")
     kind = models.CharField(max_length=10, choices=FlightEventKind.choices)
     flight_version = models.PositiveBigIntegerField()
+    # Which incarnation of the flight: one created again under the same number and date (a
+    # truncate, then the schedule loaded again) starts over at version 1, and its events are new.
+    flight_created_at = models.DateTimeField(null=True)
     detail = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["flight", "kind", "flight_version"], name="flightevent_once")]
+        constraints = [models.UniqueConstraint(fields=["flight", "flight_created_at", "kind", "flight_version"], name="flightevent_once")]
         indexes = [models.Index(fields=["processed_at"], name="flightevent_pending")]
 
     def __str__(self) -> str:

@@ -31,7 +31,7 @@ from .decode import CUSTOMER, FLIGHT, ORDER, TARGETS, Change
 # server's max_allowed_packet (16 MB by default) even with long names.
 _MYSQL_ROWS_PER_STATEMENT = 5000
 _STOP_COLUMNS = ("flight_id", "seq", "airport_id", "kind", "flight_date")
-_EVENT_COLUMNS = ("flight_id", "kind", "flight_version", "detail", "created_at")
+_EVENT_COLUMNS = ("flight_id", "flight_created_at", "kind", "flight_version", "detail", "created_at")
 _FLIGHT_DATE = TARGETS[FLIGHT].columns.index("flight_date")
 
 
@@ -168,7 +168,7 @@ def _replace_stops(cursor, *, flights: list[Change]) -> None:
 
 
 def _insert_events(cursor, *, flights: Iterable[Change], created_at: str) -> int:
-    rows = [(c.key, kind, c.version, detail, created_at) for c in flights for kind, detail in c.events]
+    rows = [(c.key, c.rank[0], kind, c.version, detail, created_at) for c in flights for kind, detail in c.events]
     for chunk in _chunks(rows, len(_EVENT_COLUMNS)):
         cursor.execute(_insert_ignoring_duplicates_sql(FlightEvent._meta.db_table, _EVENT_COLUMNS, len(chunk)), _flat(chunk))
     return len(rows)

@@ -294,3 +294,15 @@ def test_an_item_created_again_after_its_removal_wins_over_its_tombstone():
     apply([redelivered(removed), redelivered(created)])
     dave = Customer.objects.get(pk="dave")
     assert (dave.full_name, dave.version, dave.deleted) == ("David", 1, False)
+
+
+def test_a_flight_created_again_and_cancelled_again_at_the_same_version_emits_a_new_event():
+    old, new = Items(), Items()
+    first = [old.flight("MU3"), old.flight("MU3", status="CANCELLED"), old.remove({"PK": "FLIGHT#MU3#2026-12-01", "SK": "FLIGHT"})]
+    second = [new.flight("MU3"), new.flight("MU3", status="CANCELLED")]  # a truncate, the schedule again: versions 1, 2
+    apply(first)
+    apply(second)
+    apply([redelivered(second[1])])
+    events = FlightEvent.objects.order_by("flight_created_at")
+    assert [(e.kind, e.flight_version) for e in events] == [("CANCELLED", 2), ("CANCELLED", 2)]
+    assert events[0].flight_created_at < events[1].flight_created_at
