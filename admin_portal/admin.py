@@ -72,8 +72,8 @@ class FastAdmin(admin.ModelAdmin):
     list_per_page = 50
 
 
-class ReadModelAdmin(FastAdmin):
-    """Projected rows: viewable, never added, changed or deleted here."""
+class NoWrites:
+    """Viewable, never added, changed or deleted through the admin."""
 
     def has_add_permission(self, request):
         return False
@@ -83,6 +83,10 @@ class ReadModelAdmin(FastAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadModelAdmin(NoWrites, FastAdmin):
+    """Projected rows: they change only through the CDC projection."""
 
 
 # --- list filters -------------------------------------------------------------------------
@@ -524,17 +528,8 @@ class FlightEventAdmin(ReadModelAdmin):
 
 
 @admin.register(ShardCheckpoint)
-class OperationsAdmin(admin.ModelAdmin):
+class OperationsAdmin(NoWrites, admin.ModelAdmin):
     """Its changelist is the operations page: CDC checkpoints and lag, the dead-letter queue."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):

@@ -9,6 +9,7 @@ children, newest first.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -235,8 +236,6 @@ _NOT_INHERITED = {
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -5,19 +5,13 @@ AWS goes to an in-process moto server on a free loopback port (started by the
 """
 
 import os
-import socket
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from airticket.local import free_port  # plain Python: importing it loads no Django settings
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Each xdist worker runs its own moto server; the port the controller chose is inherited.
-    os.environ["MOTO_TEST_PORT"] = str(_free_port())
-os.environ.setdefault("MOTO_TEST_PORT", str(_free_port()))
+    os.environ["MOTO_TEST_PORT"] = str(free_port())
+os.environ.setdefault("MOTO_TEST_PORT", str(free_port()))
 os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{os.environ['MOTO_TEST_PORT']}"
 os.environ.update(
     {

@@ -74,14 +74,15 @@ class Items:
     def __init__(self):
         self.items: dict[tuple, dict] = {}
 
-    def _write(self, key: dict, attributes: dict) -> dict:
+    def _write(self, key: dict, changes: dict, *, defaults: dict) -> dict:
+        """A new item (`defaults` with `changes`), or the next version of the one there."""
         ident = (key["PK"], key["SK"])
         old = self.items.get(ident)
         stamp = now()
         if old is None:
-            new = {**attributes, "version": 1, "created_at": stamp, "updated_at": stamp}
+            new = {**defaults, **changes, "version": 1, "created_at": stamp, "updated_at": stamp}
         else:
-            new = {**old, **attributes, "version": old["version"] + 1, "updated_at": stamp}
+            new = {**old, **changes, "version": old["version"] + 1, "updated_at": stamp}
         self.items[ident] = new
         return delivered(stream_record(event_name="MODIFY" if old else "INSERT", key=key, new=new, old=old))
 
@@ -97,13 +98,9 @@ class Items:
             "mobile": "",
             "email": f"{customer_id}@example.com",
         }
-        existing = self.items.get(tuple(repo.customer_key(customer_id).values()))
-        return self._write(repo.customer_key(customer_id), changes if existing else {**attributes, **changes})
+        return self._write(repo.customer_key(customer_id), changes, defaults=attributes)
 
     def flight(self, number: str, day: str = "2026-12-01", **changes) -> dict:
-        key = repo.flight_key(number, day)
-        if (key["PK"], key["SK"]) in self.items:
-            return self._write(key, changes)
         attributes = {
             "entity": repo.FLIGHT,
             "flight_number": number,
@@ -118,12 +115,9 @@ class Items:
             "status": "SCHEDULED",
             "schedule_version": 1,
         }
-        return self._write(key, {**attributes, **changes})
+        return self._write(repo.flight_key(number, day), changes, defaults=attributes)
 
     def order(self, customer_id: str, order_id: str, *, number: str = "MU5159", day: str = "2026-12-01", **changes) -> dict:
-        key = repo.order_key(customer_id, order_id)
-        if (key["PK"], key["SK"]) in self.items:
-            return self._write(key, changes)
         attributes = {
             "entity": repo.ORDER,
             "order_id": order_id,
@@ -137,7 +131,7 @@ class Items:
             "arrival_time": "10:15",
             "status": "ORDERED",
         }
-        return self._write(key, {**attributes, **changes})
+        return self._write(repo.order_key(customer_id, order_id), changes, defaults=attributes)
 
     def guard(self, customer_id: str, number: str = "MU5159", day: str = "2026-12-01") -> dict:
         key = repo.guard_key(customer_id, number, day)
