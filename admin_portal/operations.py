@@ -182,11 +182,7 @@ def _delete(letter: DeadLetter) -> None:
 def dlq_state(*, limit: int = PEEK_LIMIT) -> DlqState:
     state = DlqState()
     try:
-        attributes = aws.sqs().get_queue_attributes(
-            QueueUrl=aws.dlq_url(), AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        )["Attributes"]
-        state.visible = int(attributes["ApproximateNumberOfMessages"])
-        state.in_flight = int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        state.visible, state.in_flight = aws.dlq_counts()
         if state.visible:
             state.letters = _receive(limit=limit)
             _release(state.letters)

@@ -47,3 +47,11 @@ def lambda_():
 
 def dlq_url() -> str:
     return sqs().get_queue_url(QueueName=settings.DLQ_QUEUE)["QueueUrl"]
+
+
+def dlq_counts() -> tuple[int, int]:
+    """(messages waiting, messages received and not yet deleted) in the dead-letter queue."""
+    attributes = sqs().get_queue_attributes(
+        QueueUrl=dlq_url(), AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])

@@ -39,7 +39,4 @@ def _matches(data: bytes, *, pk: str, sk: str, event_name: str) -> bool:
 
 
 def dlq_depth() -> int:
-    attributes = aws.sqs().get_queue_attributes(
-        QueueUrl=aws.dlq_url(), AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    return sum(aws.dlq_counts())
