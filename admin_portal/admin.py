@@ -508,9 +508,8 @@ class WeatherAlertAdmin(FastAdmin):
 
     @admin.action(description="Expire the selected alerts now")
     def expire_now(self, request, queryset):
-        for alert in queryset:
-            services.weather_alert_expire(alert=alert)
-        self.message_user(request, "Expired.", messages.SUCCESS)
+        expired = sum(services.weather_alert_expire(alert=alert) for alert in queryset)
+        self.message_user(request, f"Expired {expired} of {len(queryset)} (the others had already ended).", messages.SUCCESS)
 
 
 @admin.register(Notification)

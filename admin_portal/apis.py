@@ -111,7 +111,8 @@ class WeatherAlertDetailApi(StaffQueryApi, generics.RetrieveAPIView):
 class WeatherAlertExpireApi(StaffQueryApi, APIView):
     @extend_schema(request=None, responses={200: WeatherAlertOutput})
     def post(self, request, pk: int):
-        alert = services.weather_alert_expire(alert=get_object_or_404(WeatherAlert, pk=pk))
+        alert = get_object_or_404(WeatherAlert, pk=pk)
+        services.weather_alert_expire(alert=alert)
         return Response(WeatherAlertOutput(alert).data)
 
 

@@ -271,13 +271,15 @@ def weather_alert_create(
     return alert
 
 
-def weather_alert_expire(*, alert: WeatherAlert, at: datetime | None = None) -> WeatherAlert:
-    """End an alert now (an alert already over keeps its end)."""
+def weather_alert_expire(*, alert: WeatherAlert, at: datetime | None = None) -> bool:
+    """End an alert at `at` (default: now). An alert already over by then keeps its end.
+    Returns whether anything changed."""
     at = at or timezone.now()
-    if alert.valid_to > at:
-        alert.valid_to = max(at, alert.valid_from)
-        alert.save(update_fields=["valid_to"])
-    return alert
+    if alert.valid_to <= at:
+        return False
+    alert.valid_to = max(at, alert.valid_from)
+    alert.save(update_fields=["valid_to"])
+    return True
 
 
 def weather_alert_notify(*, alert: WeatherAlert, message: str = "", sent_by: str = "") -> NotifyResult:
@@ -305,6 +307,5 @@ def weather_alerts_import(*, report: weather.ImportReport) -> dict[str, int]:
     expired = 0
     for identifier in report.cancels:
         for alert in WeatherAlert.objects.filter(source=AlertSource.CAP, source_id__startswith=f"{identifier}#"):
-            weather_alert_expire(alert=alert)
-            expired += 1
+            expired += weather_alert_expire(alert=alert, at=report.cancelled_at)
     return {"created": created, "existing": existing, "expired": expired, "skipped": len(report.skipped)}

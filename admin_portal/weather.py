@@ -74,6 +74,7 @@ class ImportReport:
     drafts: list[AlertDraft] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # what was not imported, and why
     cancels: list[str] = field(default_factory=list)  # CAP identifiers a Cancel message withdraws
+    cancelled_at: datetime | None = None  # when they end: the Cancel's own `sent`, never the clock
 
 
 # --- METAR ----------------------------------------------------------------------------------
@@ -256,11 +257,15 @@ def parse_cap_xml(xml: bytes | str) -> ImportReport:
     if status != "Actual":
         result.skipped.append(f"{identifier}: status {status}, not Actual")
         return result
+    # `sent` is required by CAP 1.2; a message without it has no time to take effect at.
+    sent = _when(_text(root, "cap:sent"))
+    if sent is None:
+        raise ValueError(f"{identifier}: no <sent> time")
     if msg_type == "Cancel":
         references = _text(root, "cap:references").split()
         result.cancels = [ref.split(",")[1] for ref in references if ref.count(",") == 2]
+        result.cancelled_at = sent
         return result
-    sent = _when(_text(root, "cap:sent")) or datetime.now(UTC)
     for index, info in enumerate(root.findall("cap:info", CAP_NS)):
         event = _text(info, "cap:event")
         valid_from = _when(_text(info, "cap:onset")) or _when(_text(info, "cap:effective")) or sent

@@ -3,6 +3,7 @@ them directly so the query side is tested on its own."""
 
 import itertools
 from datetime import date, time, timedelta
+from zoneinfo import ZoneInfo
 
 import factory
 from django.utils import timezone
@@ -30,6 +31,12 @@ def airport(code: str) -> Airport:
         },
     )
     return found
+
+
+def local_today(code: str) -> date:
+    """Today's date at an airport, by the clock the code reads: flights are dated in local
+    time, so at 23:30 UTC Shanghai's flights are already tomorrow's."""
+    return timezone.now().astimezone(ZoneInfo(airports()[code]["tz"])).date()
 
 
 class CustomerFactory(factory.django.DjangoModelFactory):

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from admin_portal import selectors, services
 from admin_portal.models import FlightEvent, Notification
-from tests.admin_portal.factories import BookingFactory, CustomerFactory, FlightEventFactory, WeatherAlertFactory, make_flight
+from tests.admin_portal.factories import BookingFactory, CustomerFactory, FlightEventFactory, WeatherAlertFactory, local_today, make_flight
 
 DAY = date(2026, 12, 10)
 
@@ -160,7 +160,7 @@ def test_the_notify_flight_events_command_processes_pending_events():
 @pytest.mark.django_db
 def test_notifying_a_weather_alert_reaches_its_passengers_once():
     alert = WeatherAlertFactory(city="Shanghai")
-    BookingFactory(flight=make_flight(day=date.today(), route=("CAN", "PVG", "NRT")))
+    BookingFactory(flight=make_flight(day=local_today("PVG"), route=("CAN", "PVG", "NRT")))
 
     first = services.weather_alert_notify(alert=alert)
     second = services.weather_alert_notify(alert=alert)

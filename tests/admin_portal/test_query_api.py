@@ -8,7 +8,7 @@ from admin_portal import selectors
 from admin_portal.models import Flight, Notification, WeatherAlert
 from admin_portal.pagination import DeferredJoinPaginator
 from admin_portal.serializers import PassengerOutput
-from tests.admin_portal.factories import BookingFactory, CustomerFactory, WeatherAlertFactory, airport, make_flight
+from tests.admin_portal.factories import BookingFactory, CustomerFactory, WeatherAlertFactory, airport, local_today, make_flight
 
 DAY = date(2026, 12, 10)
 PASSENGERS = "/api/v1/query/passengers"
@@ -81,8 +81,8 @@ def test_staff_finds_the_bookings_through_a_city_including_transfer_only_stops(s
 def test_staff_lists_the_passengers_under_active_weather(staff_api):
     WeatherAlertFactory(city="Shanghai")
     airport("SHA")
-    hit = BookingFactory(flight=make_flight(day=date.today(), route=("CAN", "SHA", "NRT")))
-    BookingFactory(flight=make_flight(day=date.today() + timedelta(days=5), route=("CAN", "SHA", "NRT")))
+    hit = BookingFactory(flight=make_flight(day=local_today("SHA"), route=("CAN", "SHA", "NRT")))
+    BookingFactory(flight=make_flight(day=local_today("SHA") + timedelta(days=5), route=("CAN", "SHA", "NRT")))
 
     response = staff_api.get(PASSENGERS, {"weather": "active"})
 

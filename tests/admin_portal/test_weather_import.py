@@ -101,9 +101,22 @@ def test_a_cap_cancel_expires_the_alerts_it_references(tmp_path):
     (tmp_path / "cancel.xml").write_text(CANCEL)
 
     out = import_file("import_cap", tmp_path / "cancel.xml")
+    again = import_file("import_cap", tmp_path / "cancel.xml")
 
+    # The alert ends when the Cancel was sent (20:00 in Shanghai), whenever the feed is read.
+    [alert] = WeatherAlert.objects.all()
+    assert alert.valid_to == datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    assert selectors.weather_alert_list(active_at=datetime(2026, 11, 26, 11, 59, tzinfo=UTC)).exists()
+    assert not selectors.weather_alert_list(active_at=datetime(2026, 11, 26, 12, 0, tzinfo=UTC)).exists()
     assert "expired 1" in out
-    assert not selectors.weather_alert_list(active_at=datetime(2026, 11, 27, tzinfo=UTC)).exists()
+    assert "expired 0" in again  # replaying the Cancel changes nothing, and says so
+
+
+@pytest.mark.django_db
+def test_a_cap_message_without_a_sent_time_is_refused(tmp_path):
+    (tmp_path / "cancel.xml").write_text(CANCEL.replace("<sent>2026-11-26T20:00:00+08:00</sent>", ""))
+    with pytest.raises(CommandError, match="no <sent> time"):
+        import_file("import_cap", tmp_path / "cancel.xml")
 
 
 @pytest.mark.django_db
