@@ -1,6 +1,7 @@
 """The whole local system as a new user runs it: `manage.py runlocal` in a subprocess (moto
 server, bridge, poller, notifier, web), then the lab's scripted demo over HTTP."""
 
+import os
 import re
 import subprocess
 import sys
@@ -23,7 +24,8 @@ def figures(output: str, phrase: str) -> list[int]:
 def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'local.sqlite3'}"
-    return "mysql://root@127.0.0.1:3306/airticket_e2e"
+    # Named after the suite's database, so two checkouts testing at once use two databases.
+    return f"{os.environ['DATABASE_URL'].rstrip('/')}_e2e"
 
 
 def test_the_lab_demo_reproduces_its_figures_on_the_running_system(database_url, tmp_path):
