@@ -316,3 +316,19 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} -> {self.customer_id}"
+
+
+class ReconcileRun(models.Model):
+    """The outcome of one `reconcile` (DynamoDB against the read models), for the operations page."""
+
+    finished_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    items = models.PositiveBigIntegerField()
+    differences = models.PositiveBigIntegerField()
+    repaired = models.PositiveBigIntegerField(default=0)
+    detail = models.JSONField(default=dict, help_text="counts and sample keys by entity and kind")
+
+    class Meta:
+        ordering = ["-finished_at"]
+
+    def __str__(self) -> str:
+        return f"reconcile {self.finished_at:%Y-%m-%d %H:%M}: {self.differences} differences"
