@@ -106,27 +106,28 @@ def scan_pages(*, segment: int, total: int, start: dict | None, only: list[str])
 
 
 def export_files(url: str) -> list[tuple[str, str]]:
-    """(bucket, key) of every data file of a DynamoDB JSON export under `s3://bucket/prefix/`,
-    from its manifest-files.json (one JSON object per line, naming `dataFileS3Key`)."""
+    """(bucket, key) of every data file of a DynamoDB JSON export under `s3://bucket/prefix/`.
+    AWS lists them in manifest-files.json (one JSON object per line, naming `dataFileS3Key`);
+    an export without a manifest (moto writes none) is read from its `data/` files."""
     parts = urlsplit(url)
     if parts.scheme != "s3" or not parts.netloc:
         raise ValueError(f"--from-export takes s3://bucket/prefix/, not {url!r}")
     bucket, prefix = parts.netloc, parts.path.lstrip("/")
     s3 = aws.client("s3")
-    manifests = [
+    keys = [
         entry["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         for entry in page.get("Contents", [])
-        if entry["Key"].endswith("manifest-files.json")
     ]
-    if not manifests:
-        raise ValueError(f"no manifest-files.json under {url}")
-    files = []
-    for manifest in sorted(manifests):
-        for line in s3.get_object(Bucket=bucket, Key=manifest)["Body"].read().decode().splitlines():
-            if line.strip():
-                files.append((bucket, json.loads(line)["dataFileS3Key"]))
-    return files
+    manifests = sorted(key for key in keys if key.endswith("manifest-files.json"))
+    if manifests:
+        lines = [line for manifest in manifests for line in s3.get_object(Bucket=bucket, Key=manifest)["Body"].read().decode().splitlines()]
+        files = [json.loads(line)["dataFileS3Key"] for line in lines if line.strip()]
+    else:
+        files = sorted(key for key in keys if "/AWSDynamoDB/" in key and "/data/" in key and key.endswith(".gz"))
+    if not files:
+        raise ValueError(f"no DynamoDB export under {url}")
+    return [(bucket, key) for key in files]
 
 
 def export_items(bucket: str, key: str, *, only: list[str]) -> list[dict]:

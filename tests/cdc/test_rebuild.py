@@ -2,10 +2,12 @@
 keeps flowing (bridge and poller running beside them)."""
 
 import threading
+import time
 from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -219,3 +221,27 @@ def test_the_commands_refuse_bad_options_with_a_clear_message(aws_env):
         call_command("rebuild_read_model", "--segments", "0")
     with pytest.raises(CommandError, match="s3://bucket/prefix/"):
         call_command("rebuild_read_model", "--from-export", "/tmp/export", "--state", "none")
+
+
+def test_a_rebuild_reads_a_table_export_from_s3_instead_of_scanning(aws_env, tmp_path):
+    busy_history()
+    sync()
+    expected = state_snapshot()
+    table = aws.dynamodb().describe_table(TableName=settings.DYNAMODB_TABLE)["Table"]
+    aws.client("s3").create_bucket(Bucket="exports")
+    aws.dynamodb().update_continuous_backups(
+        TableName=settings.DYNAMODB_TABLE, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
+    export = aws.dynamodb().export_table_to_point_in_time(
+        TableArn=table["TableArn"], S3Bucket="exports", S3Prefix="nightly", ExportFormat="DYNAMODB_JSON"
+    )["ExportDescription"]
+    while aws.dynamodb().describe_export(ExportArn=export["ExportArn"])["ExportDescription"]["ExportStatus"] == "IN_PROGRESS":
+        time.sleep(0.1)
+    _clear_read_model()
+
+    out = StringIO()
+    call_command("rebuild_read_model", "--from-export", "s3://exports/nightly/", "--state", str(tmp_path / "s.json"), stdout=out)
+
+    assert "rebuilt" in out.getvalue()
+    assert state_snapshot() == expected
+    assert "0 differences" in reconcile_output()
