@@ -33,7 +33,7 @@ from bookings import services as commands
 from . import operations, selectors, services
 from .filters import PassengerFilter
 from .forms import ConfirmForm, NotifyForm, RescheduleForm, WeatherNotifyForm
-from .models import Airport, Booking, Customer, Flight, FlightEvent, Notification, ShardCheckpoint, WeatherAlert
+from .models import Airport, Booking, Customer, Flight, FlightEvent, Notification, ReconcileRun, ShardCheckpoint, WeatherAlert
 from .pagination import DeferredJoinPaginator
 
 admin.site.site_header = "Air-ticket staff portal"
@@ -564,3 +564,18 @@ class OperationsAdmin(NoWrites, admin.ModelAdmin):
                 self.message_user(request, "Unknown command.", messages.ERROR)
         except operations.AWS_ERRORS as exc:
             self.message_user(request, f"AWS refused: {exc}", messages.ERROR)
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(ReadModelAdmin):
+    """What `reconcile` found, newest first: the scheduled check's history."""
+
+    list_display = ["finished_at", "items", "differences", "repaired", "summary"]
+
+    @admin.display(description="differences by entity")
+    def summary(self, run: ReconcileRun) -> str:
+        counts = run.detail.get("counts", {})
+        return (
+            "; ".join(f"{entity.lower()}: " + ", ".join(f"{kind} {n}" for kind, n in kinds.items()) for entity, kinds in counts.items())
+            or "none"
+        )

@@ -245,3 +245,15 @@ def test_a_rebuild_reads_a_table_export_from_s3_instead_of_scanning(aws_env, tmp
     assert "rebuilt" in out.getvalue()
     assert state_snapshot() == expected
     assert "0 differences" in reconcile_output()
+
+
+def test_staff_see_each_reconcile_report_in_the_admin(aws_env, client, django_user_model):
+    Customer.objects.create(customer_id="stray", full_name="Nobody", version=1)
+    with pytest.raises(CommandError):
+        reconcile_output()
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
+
+    page = client.get("/admin/admin_portal/reconcilerun/")
+
+    assert page.status_code == 200
+    assert "customer: extra 1" in page.content.decode()
