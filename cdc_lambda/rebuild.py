@@ -40,7 +40,9 @@ logger = logging.getLogger(__name__)
 
 ENTITIES = {"customers": CUSTOMER, "orders": ORDER, "flights": FLIGHT}
 SOURCE_ARN = "arn:aws:dynamodb:rebuild"  # names the rebuild in DLQ letters, in place of a stream
-PAGE = 500  # items per Scan page and per projected batch
+PAGE = 500  # items per projected batch of an export file
+# A Scan page is DynamoDB's own (at most 1 MB): no Limit, because every page costs a request,
+# and moto walks the whole table for each one.
 _BATCH_GET = 100  # BatchGetItem's limit
 _APPLY_ATTEMPTS = 5
 SAMPLES = 5  # sample keys reported per kind of difference
@@ -95,7 +97,7 @@ def _entity_filter(only: list[str]) -> dict:
 
 def scan_pages(*, segment: int, total: int, start: dict | None, only: list[str]) -> Iterator[tuple[list[dict], dict | None]]:
     """One segment of a parallel, strongly consistent Scan: (items, position after them)."""
-    request = {"TableName": settings.DYNAMODB_TABLE, "Segment": segment, "TotalSegments": total, "ConsistentRead": True, "Limit": PAGE}
+    request = {"TableName": settings.DYNAMODB_TABLE, "Segment": segment, "TotalSegments": total, "ConsistentRead": True}
     request |= _entity_filter(only)
     while True:
         page = aws.dynamodb().scan(**request, **({"ExclusiveStartKey": start} if start else {}))
