@@ -485,8 +485,9 @@ class WeatherAlertAdmin(FastAdmin):
         if alert.valid_to <= timezone.now():
             return format_html('<a href="{}">affected</a>', url)
         # Counted for current and coming alerts only: one indexed count per row of the page.
-        count = selectors.passenger_list_by_alerts(alerts=[alert]).count()
-        return format_html('<a href="{}">{} affected</a>', url, count)
+        count = selectors.weather_alert_affected_count(alert=alert)
+        shown = f"{count}+" if count >= selectors.AFFECTED_COUNT_LIMIT else count
+        return format_html('<a href="{}">{} affected</a>', url, shown)
 
     @admin.action(description="Notify everyone affected by the selected alerts")
     def notify_affected(self, request, queryset):
