@@ -406,7 +406,11 @@ def _weather_source_fetch(*, source: WeatherSource, kind: str, timeout: float) -
         return "no scheduled airports to ask for", ImportCounts(), ""
     same_url = url == source.fetched_url
     fetched = weather.feeds.fetch(
-        url, etag=source.etag if same_url else "", last_modified=source.last_modified if same_url else "", timeout=timeout
+        url,
+        etag=source.etag if same_url else "",
+        last_modified=source.last_modified if same_url else "",
+        timeout=timeout,
+        accept=weather.feeds.ACCEPT_CAP if kind == "cap" else "*/*",
     )
     if fetched.not_modified:
         return "not modified", ImportCounts(), ""
@@ -415,7 +419,7 @@ def _weather_source_fetch(*, source: WeatherSource, kind: str, timeout: float) -
     for key, link in report.links:
         if key not in seen:
             try:
-                report.extend(weather.parse_cap_xml(weather.feeds.fetch(link, timeout=timeout).body))
+                report.extend(weather.parse_cap_xml(weather.feeds.fetch(link, timeout=timeout, accept=weather.feeds.ACCEPT_CAP).body))
             except (weather.feeds.FetchError, ValueError, SyntaxError) as exc:
                 errors.append(f"{link}: {_one_line(exc)}")
                 continue  # not remembered: tried again next time

@@ -246,8 +246,8 @@ def env_weather_sources(name: str) -> list[tuple[str, str]]:
     sources = []
     for entry in env(name).split():
         kind, _, url = entry.partition("=")
-        if kind not in ("metar", "cap") or not re.match(r"https?://", url):
-            raise ImproperlyConfigured(f"{name}: {entry!r} is not metar=<http(s) URL> or cap=<http(s) URL>")
+        if kind not in ("metar", "cap") or not re.match(r"https?://", url) or len(url) > 500:
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not metar=<http(s) URL> or cap=<http(s) URL> (at most 500 characters)")
         sources.append((kind, url))
     return sources
 

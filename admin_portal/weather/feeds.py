@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 MAX_BYTES = 20 * 1024 * 1024
 USER_AGENT = "airticket-weather/1.0 (+ops@airticket.example)"
+# api.weather.gov answers an alert's link with JSON-LD unless CAP is asked for.
+ACCEPT_CAP = "application/cap+xml, application/atom+xml;q=0.9, application/xml;q=0.8, */*;q=0.5"
 
 
 class FetchError(Exception):
@@ -24,9 +26,9 @@ class Fetched:
     last_modified: str = ""
 
 
-def fetch(url: str, *, etag: str = "", last_modified: str = "", timeout: float) -> Fetched:
+def fetch(url: str, *, etag: str = "", last_modified: str = "", timeout: float, accept: str = "*/*") -> Fetched:
     """GET `url`, sending the validators of the last answer; a 304 comes back as not_modified."""
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": accept}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:

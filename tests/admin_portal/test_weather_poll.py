@@ -128,6 +128,7 @@ def test_the_linked_entries_of_an_atom_index_are_fetched_once_each(feeds, settin
 
     assert feeds.paths().count("/cap/index.atom") == 2
     assert feeds.paths().count("/cap/typhoon.xml") == 1 and feeds.paths().count("/cap/beach.xml") == 1
+    assert all(headers["Accept"].startswith("application/cap+xml") for _path, headers in feeds.requests)
     assert set(WeatherAlert.objects.values_list("airport_id", flat=True)) == {"PVG", "SHA", None}  # None: San Francisco, the city
     assert WeatherSource.objects.get().alerts_created == 3
 
