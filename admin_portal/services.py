@@ -327,7 +327,10 @@ class ImportCounts:
 
 
 def _one_line(exc: Exception) -> str:
-    text = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()) if isinstance(exc, ValidationError) else str(exc)
+    if isinstance(exc, ValidationError) and hasattr(exc, "error_dict"):
+        text = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+    else:
+        text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
     return " ".join(text.split())[:300]
 
 
