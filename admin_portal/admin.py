@@ -482,7 +482,12 @@ class WeatherAlertAdmin(FastAdmin):
     @admin.display(description="passengers")
     def passengers(self, alert):
         url = reverse("admin:admin_portal_booking_changelist") + "?" + urlencode({"weather": alert.pk, "status__exact": "ORDERED"})
-        return format_html('<a href="{}">affected</a>', url)
+        if alert.valid_to <= timezone.now():
+            return format_html('<a href="{}">affected</a>', url)
+        # Counted for current and coming alerts only: one indexed count per row of the page.
+        count = selectors.weather_alert_affected_count(alert=alert)
+        shown = f"{count}+" if count >= selectors.AFFECTED_COUNT_LIMIT else count
+        return format_html('<a href="{}">{} affected</a>', url, shown)
 
     @admin.action(description="Notify everyone affected by the selected alerts")
     def notify_affected(self, request, queryset):
@@ -543,6 +548,7 @@ class OperationsAdmin(NoWrites, admin.ModelAdmin):
             "lags": operations.checkpoint_lags(),
             "dlq": operations.dlq_state(),
             "pending_events": FlightEvent.objects.filter(processed_at__isnull=True).count(),
+            **operations.weather_status(),
         }
         return TemplateResponse(request, "admin_portal/operations.html", context)
 
