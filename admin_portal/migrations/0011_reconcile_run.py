@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('admin_portal', '0005_flightevent_incarnation'),
+        ('admin_portal', '0009_weather_feeds'),
     ]
 
     operations = [
