@@ -258,26 +258,17 @@ def run(out=sys.stdout, *, fresh: bool = False) -> int:
         supervisor.start(Child("moto", moto, restartable=False))
         if not supervisor.wait_http(f"http://127.0.0.1:{moto_port}/moto-api/", timeout=60):
             raise SystemExit("[runlocal] moto server did not answer")
-        for step in (
-            ["provision_aws"],
-            ["ensure_database"],
-            ["migrate", "--noinput", "-v", "0"],
-            *([["flush", "--noinput"]] if fresh else []),
-            ["load_airports"],
-            ["load_demo_schedule"],
-            ["ensure_staff_user", "--username", STAFF_USERNAME, "--password", STAFF_PASSWORD],
-        ):
-            supervisor.run_step(*step)
+        supervisor.run_step("prepare_local", *(["--fresh"] if fresh else []))
         for name, args in (
             ("bridge", ["run_bridge"]),
             ("poller", ["run_poller"]),
             ("notifier", ["notify_flight_events", "--loop"]),
         ):
             supervisor.start(Child(name, manage(*args)))
+        supervisor.start(Child("web", web_server(env["PORT"])))  # boots meanwhile; the banner waits for the check
         # The read database outlived the last run, and the streams did not: compare both sides
         # and send what the read model lacks (or holds too much of) through the stream.
         supervisor.run_step("check_consistency", "--repair")
-        supervisor.start(Child("web", web_server(env["PORT"])))
         token = subprocess.run(manage("issue_token", "--staff"), env=env, check=True, capture_output=True, text=True).stdout.strip()
         if supervisor.wait_http(f"{env['AIRTICKET_LOCAL_URL']}/healthz", timeout=90):
             supervisor.banner(token)
@@ -293,6 +284,20 @@ def run(out=sys.stdout, *, fresh: bool = False) -> int:
     finally:
         supervisor.stop()
         supervisor.say("stopped")
+
+
+def setup_steps(*, fresh: bool) -> list[list[str]]:
+    """What `make run` does before it starts the consumers (`manage.py prepare_local` runs them in
+    one process: a Django start-up costs seconds, and there are six steps)."""
+    return [
+        ["provision_aws"],
+        ["ensure_database"],
+        ["migrate", "--noinput", "-v", "0"],
+        *([["flush", "--noinput"]] if fresh else []),
+        ["load_airports"],
+        ["load_demo_schedule"],
+        ["ensure_staff_user", "--username", STAFF_USERNAME, "--password", STAFF_PASSWORD],
+    ]
 
 
 def reset(out=sys.stdout) -> int:
