@@ -7,8 +7,9 @@ read database (an older checkout without saved tables, a database pointed elsewh
 one side only). /healthz and the operations page show the latest result (`ConsistencyCheck`).
 
 The fingerprint is cheap: per entity, the number of live items and the sum of their versions,
-on each side. They are compared once the CDC has settled (both consumers running, the read side
-no longer moving), so changes still in flight are not taken for a divergence. When they differ,
+on each side. They are compared once the CDC has drained (the bridge and the poller have been
+through every shard since the check began and nothing waits after their checkpoints), so
+changes still in flight are not taken for a divergence. When they differ,
 the items are compared key by key, by the projection's own rank (creation time, version):
 - missing or older in the read model: the item's current image goes on the stream again, as the
   streaming destination writes it; the projection applies it (a repeat is a no-op);
@@ -209,26 +210,65 @@ def _removal(row) -> dict:
 # --- the check at start --------------------------------------------------------------------------
 
 
-def _consumers_running(since: datetime) -> bool:
-    beats = ShardCheckpoint.objects.filter(updated_at__gte=since).values_list("consumer", flat=True).distinct()
-    return {checkpoints.BRIDGE, checkpoints.POLLER} <= set(beats)
+def _pending(client, *, consumer: str, stream: str, shards: list[str], opener: Callable[[str, str], dict], since: datetime) -> bool:
+    """Whether any shard holds records after the consumer's checkpoint (or the consumer has not
+    been through it since `since`, so its checkpoint may belong to another stream instance)."""
+    rows = ShardCheckpoint.objects.filter(consumer=consumer, stream=stream, updated_at__gte=since)
+    positions = dict(rows.values_list("shard_id", "sequence_number"))
+    for shard_id in shards:
+        if shard_id not in positions:
+            return True
+        iterator = opener(shard_id, positions[shard_id])["ShardIterator"]
+        if client.get_records(ShardIterator=iterator, Limit=1)["Records"]:
+            return True
+    return False
 
 
-def _settled_fingerprints(*, started: datetime, settle_seconds: float, quiet_seconds: float) -> tuple[Fingerprint, Fingerprint]:
-    """Fingerprints once they agree, or once the read side has stopped moving (the CDC is idle
-    and the difference is real), or when `settle_seconds` run out."""
+def _position(sequence_number: str, name: str) -> dict:
+    if sequence_number:
+        return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", name: sequence_number}
+    return {"ShardIteratorType": "TRIM_HORIZON"}
+
+
+def cdc_drained(*, since: datetime) -> bool:
+    """The bridge and then the poller have nothing left to move: every change DynamoDB held when
+    this was called is in the read model. (Checkpoints move only after the work they cover, so a
+    batch in flight still counts as pending.)"""
+    streams, kinesis = aws.dynamodbstreams(), aws.kinesis()
+    table_stream = aws.dynamodb().describe_table(TableName=settings.DYNAMODB_TABLE)["Table"]["LatestStreamArn"]
+    shards = [shard["ShardId"] for shard in streams.describe_stream(StreamArn=table_stream)["StreamDescription"]["Shards"]]
+    if _pending(
+        streams,
+        consumer=checkpoints.BRIDGE,
+        stream=table_stream,
+        shards=shards,
+        opener=lambda shard, seq: streams.get_shard_iterator(StreamArn=table_stream, ShardId=shard, **_position(seq, "SequenceNumber")),
+        since=since,
+    ):
+        return False
+    name = settings.KINESIS_STREAM
+    arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    shards = [shard["ShardId"] for shard in kinesis.list_shards(StreamName=name)["Shards"]]
+    return not _pending(
+        kinesis,
+        consumer=checkpoints.POLLER,
+        stream=arn,
+        shards=shards,
+        opener=lambda shard, seq: kinesis.get_shard_iterator(StreamName=name, ShardId=shard, **_position(seq, "StartingSequenceNumber")),
+        since=since,
+    )
+
+
+def _settled_fingerprints(*, started: datetime, settle_seconds: float) -> tuple[Fingerprint, Fingerprint]:
+    """Fingerprints once they agree, or once the CDC has drained (the difference is then not a
+    change in flight), or when `settle_seconds` run out (the CDC is stuck: also worth saying)."""
     deadline = time.monotonic() + settle_seconds
-    last, quiet_since = None, time.monotonic()
     while True:
+        drained = cdc_drained(since=started)
         query_side, command_side = query_fingerprint(), command_fingerprint()
-        if query_side == command_side:
+        if query_side == command_side or drained or time.monotonic() > deadline:
             return query_side, command_side
-        running = _consumers_running(started)
-        if query_side != last or not running:
-            last, quiet_since = query_side, time.monotonic()
-        if time.monotonic() - quiet_since >= quiet_seconds or time.monotonic() > deadline:
-            return query_side, command_side
-        time.sleep(0.3)
+        time.sleep(0.5)
 
 
 def _wait_for_agreement(*, seconds: float) -> bool:
@@ -236,7 +276,7 @@ def _wait_for_agreement(*, seconds: float) -> bool:
     while time.monotonic() < deadline:
         if query_fingerprint() == command_fingerprint():
             return True
-        time.sleep(0.3)
+        time.sleep(0.5)
     return False
 
 
@@ -257,11 +297,11 @@ def _describe(difference: Difference) -> str:
     return "; ".join(parts) or "no item differs by key (the fingerprints still disagree)"
 
 
-def check(*, repair: bool, settle_seconds: float = 30, quiet_seconds: float = 3, wait_seconds: float = 60) -> ConsistencyCheck:
+def check(*, repair: bool, settle_seconds: float = 60, wait_seconds: float = 60) -> ConsistencyCheck:
     """Compare both sides; with `repair`, send what the read model needs through the stream and
     wait for the projection to apply it. Records and returns the result."""
     started = timezone.now()
-    query_side, command_side = _settled_fingerprints(started=started, settle_seconds=settle_seconds, quiet_seconds=quiet_seconds)
+    query_side, command_side = _settled_fingerprints(started=started, settle_seconds=settle_seconds)
     if query_side == command_side:
         summary = f"command and query sides agree ({_counts(command_side)})"
         return _record_check(ConsistencyOutcome.AGREED, command_side, query_side, Difference(), 0, summary)

@@ -127,6 +127,7 @@ def test_the_local_system_keeps_every_change_across_a_ctrl_c_and_a_kill_9(databa
     system = System(env, tmp_path)
     system.start()
     try:
+        assert system.compared_at_start()["outcome"] == "AGREED"  # the demo schedule in flight is no divergence
         system.write("one")
         system.wait_visible()
         system.interrupt()

@@ -121,7 +121,7 @@ def test_sides_that_agree_are_recorded_as_agreeing(aws_env):
     make_flight()
     sync()
     with consumers_running():
-        result = consistency.check(repair=True, settle_seconds=10, quiet_seconds=1, wait_seconds=10)
+        result = consistency.check(repair=True, settle_seconds=20, wait_seconds=10)
     assert result.outcome == ConsistencyOutcome.AGREED
     assert result.command_side == result.query_side
     assert (result.command_side["CUSTOMER"], result.command_side["FLIGHT"]["items"]) == ({"items": 1, "versions": 1}, 1)
@@ -142,7 +142,7 @@ def test_ghosts_and_missing_items_are_brought_back_in_line_through_the_stream(aw
     Customer.objects.filter(pk="unseen").delete()
 
     with consumers_running():
-        result = consistency.check(repair=True, settle_seconds=10, quiet_seconds=1, wait_seconds=30)
+        result = consistency.check(repair=True, settle_seconds=20, wait_seconds=30)
 
     assert result.outcome == ConsistencyOutcome.REPAIRED, result.summary
     assert (result.ghosts, result.missing, result.ahead, result.resent) == (3, 1, 0, 4)
@@ -164,7 +164,7 @@ def test_a_read_model_newer_than_dynamodb_is_reported_as_diverged(aws_env):
     newer = {**repo.get(key), "version": 2, "full_name": "Nora Lost"}
     assert handler(event([delivered(stream_record(event_name="MODIFY", key=key, new=newer))]), None) == {"batchItemFailures": []}
     with consumers_running():
-        result = consistency.check(repair=True, settle_seconds=10, quiet_seconds=1, wait_seconds=10)
+        result = consistency.check(repair=True, settle_seconds=20, wait_seconds=10)
     assert result.outcome == ConsistencyOutcome.DIVERGED
     assert (result.ahead, result.examples) == (1, {"ahead": ["customer nora"]})
     assert "make reset" in result.summary and "NOT repaired" in result.summary
