@@ -300,19 +300,30 @@ def setup_steps(*, fresh: bool) -> list[list[str]]:
     ]
 
 
-def reset(out=sys.stdout) -> int:
-    """`make reset`: forget DynamoDB's saved tables and empty the read database, so the next
-    run starts from nothing. Refused while a run uses the state directory."""
+def run_steps_here(steps, out) -> None:
+    """Management commands in this process, each announced as the supervisor announces its steps."""
+    from django.core.management import call_command  # this module loads no Django settings by itself
+
+    for step in steps:
+        out.write("[runlocal] $ manage.py " + " ".join(step) + "\n")
+        call_command(*step, stdout=out)
+
+
+RESET_STEPS = (["ensure_database"], ["migrate", "--noinput", "-v", "0"], ["flush", "--noinput"])
+
+
+def forget_saved_state(out=sys.stdout) -> RunLock:
+    """`make reset`, first half: refuse while a run uses the state directory, forget DynamoDB's
+    saved tables. Returns the held lock: the caller empties the read database (RESET_STEPS)
+    before it lets go, so no run starts in between."""
     env = local_environment()
     state_dir = Path(env["LOCAL_STATE_DIR"])
     supervisor = Supervisor(env, out)
-    RunLock(state_dir).acquire(wait_seconds=0, say=supervisor.say)
+    lock = RunLock(state_dir)
+    lock.acquire(wait_seconds=0, say=supervisor.say)
     forget_local_state(state_dir)
     supervisor.say(f"forgot DynamoDB's saved tables ({state_dir / 'moto'})")
-    for step in (["ensure_database"], ["migrate", "--noinput", "-v", "0"], ["flush", "--noinput"]):
-        supervisor.run_step(*step)
-    supervisor.say("the read database is empty; the next `make run` starts from nothing")
-    return 0
+    return lock
 
 
 # --- the whole system as a child process (end-to-end tests and benchmarks) ------------------

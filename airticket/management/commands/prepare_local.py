@@ -1,4 +1,3 @@
-from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from airticket import local
@@ -12,6 +11,4 @@ class Command(BaseCommand):
         parser.add_argument("--fresh", action="store_true", help="flush the read database after migrating it")
 
     def handle(self, *args, fresh, **options):
-        for step in local.setup_steps(fresh=fresh):
-            self.stdout.write("[runlocal] $ manage.py " + " ".join(step))
-            call_command(*step, stdout=self.stdout)
+        local.run_steps_here(local.setup_steps(fresh=fresh), self.stdout)
