@@ -23,7 +23,8 @@ from bookings.demo_schedule import demo_dates
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local_restart")]
+# Three starts of the whole system: more than the suite's default per-test timeout on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local_restart"), pytest.mark.timeout(900)]
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
