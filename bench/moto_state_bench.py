@@ -79,8 +79,9 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true")
     options = parser.parse_args()
     load_before = os.getloadavg()[0]
-    rates = {}
-    for label in ("in memory", "journal (--state)"):
+    rates: dict[str, float] = {}
+    # Alternated, best of three each: the machine is shared, and its load moves.
+    for label in ("in memory", "journal (--state)") * 3:
         with tempfile.TemporaryDirectory() as state:
             port = free_port()
             process, _ = start(port, Path(state) if label != "in memory" else None)
@@ -88,7 +89,7 @@ def main() -> None:
                 ddb = client(port)
                 create_table(ddb)
                 write_rate(ddb, 200, offset=10**6)  # warm up
-                rates[label] = write_rate(ddb, options.writes)
+                rates[label] = max(rates.get(label, 0), write_rate(ddb, options.writes))
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait()
@@ -102,7 +103,8 @@ def main() -> None:
         process.wait()
         journal_bytes = (Path(state) / "dynamodb.journal").stat().st_size
         process, restart_seconds = start(port, Path(state))
-        restored = client(port).scan(TableName=TABLE, Select="COUNT")["Count"]
+        pages = client(port).get_paginator("scan").paginate(TableName=TABLE, Select="COUNT")
+        restored = sum(page["Count"] for page in pages)
         process.send_signal(signal.SIGTERM)
         process.wait()
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -116,7 +118,7 @@ the journal ({journal_bytes / 1e6:.1f} MB) and writes a fresh snapshot.
 
 Run of {when} on {platform.machine()} (load average {load_before:.1f} before; the machine is shared):
 
-| moto | single-client write rate |
+| moto | single-client write rate (best of 3) |
 |---|---|
 {rows}
 
