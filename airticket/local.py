@@ -256,7 +256,7 @@ def run(out=sys.stdout, *, fresh: bool = False) -> int:
         moto_port = env["MOTO_PORT"]
         moto = [sys.executable, "-m", "airticket.moto_local", "127.0.0.1", moto_port, "--state", str(state_dir / "moto")]
         supervisor.start(Child("moto", moto, restartable=False))
-        if not supervisor.wait_http(f"http://127.0.0.1:{moto_port}/moto-api/", timeout=60):
+        if not supervisor.wait_http(f"http://127.0.0.1:{moto_port}/moto-api/", timeout=300):  # restoring a big table takes a while
             raise SystemExit("[runlocal] moto server did not answer")
         supervisor.run_step("prepare_local", *(["--fresh"] if fresh else []))
         for name, args in (
