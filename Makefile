@@ -1,4 +1,6 @@
-# make run    - the whole local system (moto, CDC bridge and poller, web) on 127.0.0.1:8000
+# make run    - the whole local system (moto, CDC bridge and poller, web) on 127.0.0.1:8000;
+#               its data survives a restart (make run FRESH=1 starts from nothing)
+# make reset  - forget the local system's data (DynamoDB's saved tables, the read database)
 # make test   - lint and the full test suite (MariaDB, moto, chromium)
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +10,7 @@ MARIADB_URL ?= mysql://root@127.0.0.1:3306/airticket
 # the UTC day that Asia is already on the next date.
 CLOCK_AHEAD ?= 2027-12-31T23:30:00Z
 
-.PHONY: install run test lint format bench package clean
+.PHONY: install run reset test lint format bench package clean
 
 install: $(VENV)/.installed
 
@@ -21,7 +23,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 run: install
-	$(BIN)/python manage.py runlocal
+	$(BIN)/python manage.py runlocal $(if $(FRESH),--fresh)
+
+reset: install
+	$(BIN)/python manage.py reset_local
 
 test: install
 	bin/ensure-test-services

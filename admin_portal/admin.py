@@ -547,6 +547,7 @@ class OperationsAdmin(NoWrites, admin.ModelAdmin):
             "opts": self.model._meta,
             "lags": operations.checkpoint_lags(),
             "dlq": operations.dlq_state(),
+            "consistency": operations.consistency_state(),
             "pending_events": FlightEvent.objects.filter(processed_at__isnull=True).count(),
             **operations.weather_status(),
         }

@@ -211,6 +211,11 @@ class ShardCheckpoint(models.Model):
     stream = models.CharField(max_length=256)
     shard_id = models.CharField(max_length=128)
     sequence_number = models.CharField(max_length=128, blank=True)
+    # Which instance of the stream the position belongs to (its creation time, and the shard's
+    # first sequence number where that is stable): a stream deleted and created again under the
+    # same name (or moto started again) numbers its records from the start, so a position of
+    # another instance would skip records. See `cdc_lambda.checkpoints.position`.
+    stream_instance = models.CharField(max_length=128, blank=True)
     records = models.PositiveBigIntegerField(default=0)
     last_record_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -221,6 +226,36 @@ class ShardCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer} {self.shard_id} @ {self.sequence_number or 'start'}"
+
+
+class ConsistencyOutcome(models.TextChoices):
+    AGREED = "AGREED", "both sides agree"
+    REPAIRED = "REPAIRED", "diverged; repaired through the stream"
+    DIVERGED = "DIVERGED", "diverged; not repaired"
+
+
+class ConsistencyCheck(models.Model):
+    """What the local system found when it compared the command side (DynamoDB) with the read
+    models at start, and what it did about it (`cdc_lambda.consistency`). /healthz and the
+    operations page show the latest."""
+
+    checked_at = models.DateTimeField(auto_now_add=True)
+    outcome = models.CharField(max_length=10, choices=ConsistencyOutcome.choices)
+    # {entity: {"items": n, "versions": sum of versions}} of live items, on each side.
+    command_side = models.JSONField(default=dict)
+    query_side = models.JSONField(default=dict)
+    ghosts = models.PositiveIntegerField(default=0)  # live in the read model, absent from DynamoDB
+    missing = models.PositiveIntegerField(default=0)  # in DynamoDB, absent (or older) in the read model
+    ahead = models.PositiveIntegerField(default=0)  # newer in the read model than in DynamoDB
+    resent = models.PositiveIntegerField(default=0)  # change records put on the stream to repair
+    examples = models.JSONField(default=dict)  # a few keys per kind of difference
+    summary = models.TextField()
+
+    class Meta:
+        ordering = ["-checked_at"]
+
+    def __str__(self) -> str:
+        return f"{self.checked_at:%Y-%m-%d %H:%M:%S} {self.outcome}"
 
 
 class AlertKind(models.TextChoices):

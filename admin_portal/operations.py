@@ -1,4 +1,5 @@
-"""What the operations page shows and does: CDC checkpoints and lag, the dead-letter queue.
+"""What the operations page shows and does: CDC checkpoints and lag, whether the command and
+query sides agree, the dead-letter queue.
 
 DLQ messages are the CDC's letters (`cdc_lambda.dlq.body`): JSON with the reason, the error,
 the shard, the sequence number and the raw record data (base64). Redriving one re-applies the
@@ -17,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
 from django.utils import timezone
 
 from airticket import aws
 
 from . import selectors
-from .models import ShardCheckpoint, WeatherSource
+from .models import ConsistencyCheck, ConsistencyOutcome, ShardCheckpoint, WeatherSource
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,42 @@ def checkpoint_lags(*, now: datetime | None = None) -> list[ShardLag]:
                 lag.error = f"{type(exc).__name__}: {exc}"[:300]
         lags.append(lag)
     return lags
+
+
+# --- command and query sides -----------------------------------------------------------------
+
+
+@dataclass
+class ConsistencyState:
+    """The comparison of both sides made at start (ConsistencyCheck) and, locally, the same
+    fingerprint now (on AWS a scan of the table per page view would not be cheap)."""
+
+    check: ConsistencyCheck | None
+    rows: list[dict] = field(default_factory=list)  # per entity: DynamoDB and read model, now and at start
+    error: str = ""
+
+    @property
+    def diverged(self) -> bool:
+        return self.check is not None and self.check.outcome != ConsistencyOutcome.AGREED
+
+
+def consistency_state() -> ConsistencyState:
+    # The fingerprints live with the check in the CDC package, which depends on this one.
+    from cdc_lambda import consistency
+
+    state = ConsistencyState(check=consistency.latest())
+    now_command = now_query = {}
+    if settings.CDC_LOCAL_POLLER:
+        try:
+            now_query, now_command = consistency.query_fingerprint(), consistency.command_fingerprint()
+        except AWS_ERRORS as exc:
+            state.error = f"{type(exc).__name__}: {exc}"[:300]
+    at_start_command = state.check.command_side if state.check else {}
+    at_start_query = state.check.query_side if state.check else {}
+    for entity in consistency.ENTITIES:
+        sides = (now_command, now_query, at_start_command, at_start_query)
+        state.rows.append({"entity": entity.lower(), "sides": [side.get(entity) for side in sides]})
+    return state
 
 
 # --- the dead-letter queue --------------------------------------------------------------------

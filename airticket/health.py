@@ -29,7 +29,46 @@ def _heartbeat(consumer: str) -> None:
         raise RuntimeError(f"no {consumer} heartbeat")
 
 
-CHECKS = {"database": _database, "aws": _aws, "bridge": lambda: _heartbeat("bridge"), "poller": lambda: _heartbeat("poller")}
+def _latest_consistency():
+    from cdc_lambda.consistency import latest
+
+    return latest() if settings.CDC_LOCAL_POLLER else None
+
+
+def _consistency() -> None:
+    """Locally, the comparison of both sides made at start (`cdc_lambda.consistency`) must not
+    have left them apart; a divergence that was repaired is reported, not failed."""
+    from admin_portal.models import ConsistencyOutcome
+
+    check = _latest_consistency()
+    if check is not None and check.outcome == ConsistencyOutcome.DIVERGED:
+        raise RuntimeError(check.summary)
+
+
+CHECKS = {
+    "database": _database,
+    "aws": _aws,
+    "bridge": lambda: _heartbeat("bridge"),
+    "poller": lambda: _heartbeat("poller"),
+    "consistency": _consistency,
+}
+
+
+def _consistency_report() -> dict | None:
+    try:
+        check = _latest_consistency()
+    except Exception:  # the database check above reports why
+        return None
+    if check is None:
+        return None
+    return {
+        "checked_at": check.checked_at.isoformat(),
+        "outcome": check.outcome,
+        "summary": check.summary,
+        "command_side": check.command_side,
+        "query_side": check.query_side,
+        "examples": check.examples,
+    }
 
 
 def healthz(request):
@@ -39,6 +78,9 @@ def healthz(request):
             check()
             results[name] = "ok"
         except Exception as exc:  # a health check reports every failure, whatever its type
-            results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+            results[name] = f"error: {type(exc).__name__}: {exc}"[:600]
     healthy = all(v == "ok" for v in results.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": results}, status=200 if healthy else 503)
+    body = {"status": "ok" if healthy else "unavailable", "checks": results}
+    if (report := _consistency_report()) is not None:
+        body["consistency_at_start"] = report  # said even when repaired: the user should know
+    return JsonResponse(body, status=200 if healthy else 503)

@@ -3,11 +3,20 @@
 Every part is a child process that reads its settings from the environment prepared here:
 moto server (AWS), the DynamoDB-stream -> Kinesis bridge, the CDC poller, the flight-event
 notifier and the web server. A crashed worker is reported and restarted with backoff; if moto
-itself dies its in-memory state is gone, so everything stops. Ctrl-C (or SIGTERM) stops all
-children, newest first.
+itself dies, everything stops. Ctrl-C (or SIGTERM) stops all children, newest first.
+
+Restarts keep the data: moto keeps DynamoDB in LOCAL_STATE_DIR (`airticket.moto_local.Store`),
+and after the consumers start, both sides are compared and the read model is brought back in
+line through the stream (`cdc_lambda.consistency`). If the supervisor itself is killed (even
+with kill -9), its children get SIGTERM from the kernel (Linux's parent-death signal) and moto
+saves its snapshot; a new run waits for the old children to be gone (they hold the run lock).
+`--fresh` (`make run FRESH=1`) and `make reset` start from nothing on purpose.
 """
 
+import ctypes
+import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +35,7 @@ STAFF_PASSWORD = "staff-local-only"  # noqa: S105 - a local demo login, printed 
 def local_environment(base: dict | None = None) -> dict:
     """The environment every child runs with: loopback moto, dummy credentials, local poller."""
     env = dict(os.environ if base is None else base)
+    env.setdefault("LOCAL_STATE_DIR", str(BASE_DIR / "var" / "local"))
     port = env.setdefault("PORT", "8000")
     moto_port = env.setdefault("MOTO_PORT", "5000")
     env.setdefault("AWS_ENDPOINT_URL", f"http://127.0.0.1:{moto_port}")
@@ -67,6 +77,58 @@ def web_server(port: str) -> list[str]:
     ]
 
 
+def _parent_death_signal():
+    """A preexec function: the child gets SIGTERM when the supervisor dies, however it dies
+    (prctl PR_SET_PDEATHSIG; Linux only, elsewhere orphans are left to the user)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
+    pr_set_pdeathsig = 1
+
+    def set_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_signal
+
+
+_DIE_WITH_PARENT = _parent_death_signal()
+
+
+class RunLock:
+    """One system per state directory. Every child inherits the lock's file descriptor, so the
+    lock is held until the last process of a run is gone: a run started right after a kill -9
+    of the supervisor waits for the old children (stopping on their parent-death signal)
+    instead of racing them for ports and for moto's files."""
+
+    def __init__(self, state_dir: Path):
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.file = (state_dir / "runlocal.lock").open("a")
+
+    def acquire(self, *, wait_seconds: float, say) -> None:
+        deadline = time.monotonic() + wait_seconds
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"[runlocal] another run still uses {Path(self.file.name).parent}: stop it first") from None
+                if not waiting:
+                    say("a previous run is still stopping (or running); waiting for it")
+                    waiting = True
+                time.sleep(0.2)
+
+    @property
+    def fd(self) -> int:
+        return self.file.fileno()
+
+
+def forget_local_state(state_dir: Path) -> None:
+    """DynamoDB's saved tables; the read database is flushed by the caller (`flush`)."""
+    shutil.rmtree(state_dir / "moto", ignore_errors=True)
+
+
 @dataclass
 class Child:
     name: str
@@ -78,11 +140,12 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, env: dict, out=sys.stdout):
+    def __init__(self, env: dict, out=sys.stdout, *, keep_fds: tuple[int, ...] = ()):
         self.env = env
         self.out = out
         self.children: list[Child] = []
         self.stopping = False
+        self.keep_fds = keep_fds
 
     def say(self, message: str) -> None:
         self.out.write(f"[runlocal] {message}\n")
@@ -93,7 +156,9 @@ class Supervisor:
         subprocess.run(manage(*args), env=self.env, check=True, cwd=BASE_DIR)
 
     def start(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.argv, env=self.env, cwd=BASE_DIR, start_new_session=True)
+        child.process = subprocess.Popen(
+            child.argv, env=self.env, cwd=BASE_DIR, start_new_session=True, pass_fds=self.keep_fds, preexec_fn=_DIE_WITH_PARENT
+        )
         if child not in self.children:
             self.children.append(child)
         self.say(f"started {child.name} (pid {child.process.pid})")
@@ -161,7 +226,7 @@ class Supervisor:
             f"  Query API      {base}/api/v1/query/      e.g. GET {base}/api/v1/query/passengers?flight_number=MU5159&flight_date=...",
             f"  API docs       {base}/api/v1/docs  (OpenAPI: {base}/api/v1/schema)",
             f"  Health         {base}/healthz",
-            f"  AWS (moto)     {self.env['AWS_ENDPOINT_URL']}",
+            f"  AWS (moto)     {self.env['AWS_ENDPOINT_URL']}   (DynamoDB kept in {self.env['LOCAL_STATE_DIR']}; make reset starts afresh)",
             f"  Staff token    {token}",
             "  Demo           python manage.py ingest --api " + base + " demo",
             "Ctrl-C stops everything.",
@@ -179,9 +244,11 @@ def worker_commands(env: dict) -> list[tuple[str, list[str]]]:
     return workers
 
 
-def run(out=sys.stdout) -> int:
+def run(out=sys.stdout, *, fresh: bool = False) -> int:
     env = local_environment()
-    supervisor = Supervisor(env, out)
+    state_dir = Path(env["LOCAL_STATE_DIR"])
+    lock = RunLock(state_dir)
+    supervisor = Supervisor(env, out, keep_fds=(lock.fd,))
     stop_requested = []
 
     def on_signal(signum, frame):
@@ -190,22 +257,22 @@ def run(out=sys.stdout) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        lock.acquire(wait_seconds=30, say=supervisor.say)
+        if fresh:
+            supervisor.say(f"--fresh: starting from nothing (forgetting {state_dir / 'moto'}, flushing the read database)")
+            forget_local_state(state_dir)
         moto_port = env["MOTO_PORT"]
-        supervisor.start(Child("moto", [sys.executable, "-m", "airticket.moto_local", "127.0.0.1", moto_port], restartable=False))
-        if not supervisor.wait_http(f"http://127.0.0.1:{moto_port}/moto-api/", timeout=60):
+        moto = [sys.executable, "-m", "airticket.moto_local", "127.0.0.1", moto_port, "--state", str(state_dir / "moto")]
+        supervisor.start(Child("moto", moto, restartable=False))
+        if not supervisor.wait_http(f"http://127.0.0.1:{moto_port}/moto-api/", timeout=300):  # restoring a big table takes a while
             raise SystemExit("[runlocal] moto server did not answer")
-        for step in (
-            ["provision_aws"],
-            ["ensure_database"],
-            ["migrate", "--noinput", "-v", "0"],
-            ["load_airports"],
-            ["load_demo_schedule"],
-            ["ensure_staff_user", "--username", STAFF_USERNAME, "--password", STAFF_PASSWORD],
-        ):
-            supervisor.run_step(*step)
+        supervisor.run_step("prepare_local", *(["--fresh"] if fresh else []))
         for name, args in worker_commands(env):
             supervisor.start(Child(name, manage(*args)))
-        supervisor.start(Child("web", web_server(env["PORT"])))
+        supervisor.start(Child("web", web_server(env["PORT"])))  # boots meanwhile; the banner waits for the check
+        # The read database outlived the last run, and the streams did not: compare both sides
+        # and send what the read model lacks (or holds too much of) through the stream.
+        supervisor.run_step("check_consistency", "--repair")
         token = subprocess.run(manage("issue_token", "--staff"), env=env, check=True, capture_output=True, text=True).stdout.strip()
         if supervisor.wait_http(f"{env['AIRTICKET_LOCAL_URL']}/healthz", timeout=90):
             supervisor.banner(token)
@@ -223,6 +290,46 @@ def run(out=sys.stdout) -> int:
         supervisor.say("stopped")
 
 
+def setup_steps(*, fresh: bool) -> list[list[str]]:
+    """What `make run` does before it starts the consumers (`manage.py prepare_local` runs them in
+    one process: a Django start-up costs seconds, and there are six steps)."""
+    return [
+        ["provision_aws"],
+        ["ensure_database"],
+        ["migrate", "--noinput", "-v", "0"],
+        *([["flush", "--noinput"]] if fresh else []),
+        ["load_airports"],
+        ["load_demo_schedule"],
+        ["ensure_staff_user", "--username", STAFF_USERNAME, "--password", STAFF_PASSWORD],
+    ]
+
+
+def run_steps_here(steps, out) -> None:
+    """Management commands in this process, each announced as the supervisor announces its steps."""
+    from django.core.management import call_command  # this module loads no Django settings by itself
+
+    for step in steps:
+        out.write("[runlocal] $ manage.py " + " ".join(step) + "\n")
+        call_command(*step, stdout=out)
+
+
+RESET_STEPS = (["ensure_database"], ["migrate", "--noinput", "-v", "0"], ["flush", "--noinput"])
+
+
+def forget_saved_state(out=sys.stdout) -> RunLock:
+    """`make reset`, first half: refuse while a run uses the state directory, forget DynamoDB's
+    saved tables. Returns the held lock: the caller empties the read database (RESET_STEPS)
+    before it lets go, so no run starts in between."""
+    env = local_environment()
+    state_dir = Path(env["LOCAL_STATE_DIR"])
+    supervisor = Supervisor(env, out)
+    lock = RunLock(state_dir)
+    lock.acquire(wait_seconds=0, say=supervisor.say)
+    forget_local_state(state_dir)
+    supervisor.say(f"forgot DynamoDB's saved tables ({state_dir / 'moto'})")
+    return lock
+
+
 # --- the whole system as a child process (end-to-end tests and benchmarks) ------------------
 
 BANNER = "The air-ticket system is running."
@@ -235,6 +342,7 @@ _NOT_INHERITED = {
     "AIRTICKET_ENV",
     "MOTO_TEST_PORT",
     "DATABASE_URL",
+    "LOCAL_STATE_DIR",
 }
 
 

@@ -14,14 +14,24 @@ evaluates every condition first, as AWS does, against the state before the trans
 writes only if all hold; a failure while writing restores just the touched items and the
 stream position.
 
-    python -m airticket.moto_local 127.0.0.1 5000
+moto keeps its state in memory. With `--state DIR` (what `make run` uses) DynamoDB's tables and
+items outlive the process: see `Store`.
+
+    python -m airticket.moto_local 127.0.0.1 5000 [--state var/local/moto]
 """
 
+import argparse
 import contextlib
 import copy
+import fcntl
+import functools
+import json
 import logging
-import sys
+import os
+import signal
 import threading
+import time
+from pathlib import Path
 
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
@@ -31,7 +41,7 @@ from moto.dynamodb.exceptions import (
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
-from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -120,15 +130,233 @@ def _restore(table, key: dict, item) -> None:
 DynamoDBBackend.transact_write_items = transact_write_items
 
 
+# --- DynamoDB on disk ---------------------------------------------------------------------------
+#
+# Why a journal and not a periodic snapshot: the read models live in a database that survives a
+# restart, so any write moto acknowledged and then forgot would leave the read model *ahead* of
+# DynamoDB, which the projection's version guards can never undo (and the command side would
+# reuse the lost versions). So every DynamoDB request that changed items appends the changed
+# items' new images to a journal before its response leaves, and a snapshot compacts the journal
+# at start, at stop and every COMPACT_EVERY requests. A crash of any process, kill -9 included,
+# loses nothing moto acknowledged; only an OS crash or power loss can lose what the OS had not yet
+# written (no fsync per request: it would cost more than the request). moto's own
+# recording/replay was the other option: it replays every request (Kinesis, SQS, reads) at each
+# start, and grows without bound.
+#
+# Only DynamoDB is kept. Kinesis and the DynamoDB stream start empty: `runlocal` compares both
+# sides at start and sends what the read model lacks through the stream again
+# (`cdc_lambda.consistency`), and the consumers' checkpoints notice the new stream instances.
+
+_TABLE_ACTIONS = frozenset({"CreateTable", "DeleteTable", "UpdateTable", "UpdateTimeToLive"})
+
+
+class Store:
+    """A directory holding DynamoDB's tables: `dynamodb.json` (a snapshot) and
+    `dynamodb.journal` (one JSON line per request since, with the changed items' images)."""
+
+    COMPACT_EVERY = 20_000  # requests in the journal
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.snapshot = self.directory / "dynamodb.json"
+        self.journal_path = self.directory / "dynamodb.journal"
+        self.journal = None
+        self.lines = 0
+        self.touched: dict[tuple, tuple] = {}
+        self.tables_changed = False
+        self._lock_file = None
+
+    # -- start -----------------------------------------------------------------------------
+
+    def open(self, *, wait_seconds: float = 30) -> str:
+        """Take the directory (one moto at a time: a previous one may still be writing its
+        snapshot), load it, compact it; returns what was restored."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_file = (self.directory / "moto.lock").open("a")
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"another moto keeps {self.directory} (still stopping, or running)") from None
+                time.sleep(0.2)
+        tables, items, replayed = self._load()
+        self.compact()
+        return f"restored {items} items in {tables} table(s) from {self.directory} ({replayed} journal entries)"
+
+    def _load(self) -> tuple[int, int, int]:
+        tables = []
+        if self.snapshot.exists():
+            for spec in json.loads(self.snapshot.read_text())["tables"]:
+                tables.append(_create_table(spec))
+        replayed = 0
+        if self.journal_path.exists():
+            with self.journal_path.open() as journal:
+                for line in journal:
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        break  # the last line of a process killed mid-write
+                    for account, region, table, key, item in entry:
+                        _restore_item(dynamodb_backends[account][region], table, key, item)
+                    replayed += 1
+        # Streams are switched on after the items are in: restored items are not changes.
+        items = 0
+        for table, streams in tables:
+            items += len(table.all_items())
+            if streams and streams.get("StreamEnabled"):
+                table.set_stream_specification(dict(streams))
+        return len(tables), items, replayed
+
+    # -- while serving (under the DynamoDB lock) --------------------------------------------
+
+    def touch(self, backend, table_name: str, key: dict) -> None:
+        identity = (backend.account_id, backend.region_name, table_name, json.dumps(key, sort_keys=True))
+        self.touched[identity] = (backend, table_name, key)
+
+    def commit(self, action: str) -> None:
+        """After a DynamoDB request: journal the current images of the items it touched (what
+        a failed transaction touched is journaled as it stands: unchanged)."""
+        touched, self.touched = self.touched, {}
+        if action in _TABLE_ACTIONS:
+            self.compact()
+            return
+        if not touched:
+            return
+        entry = []
+        for (account, region, table_name, _), (backend, _, key) in touched.items():
+            if table_name not in backend.tables:
+                continue
+            with contextlib.suppress(Exception):  # a key the request itself rejected
+                item = backend.get_item(table_name, key)
+                entry.append([account, region, table_name, key, item.to_json()["Attributes"] if item else None])
+        if entry:
+            self.journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            self.journal.flush()  # in the OS before the response leaves: survives kill -9
+            self.lines += 1
+            if self.lines >= self.COMPACT_EVERY:
+                self.compact()
+
+    def compact(self) -> None:
+        """Write every table to a new snapshot (atomically), then start an empty journal. A crash
+        in between is harmless: replaying the old journal over the new snapshot ends in the same
+        images."""
+        tables = [_table_spec(account, region, table) for account, region, table in _all_tables()]
+        temporary = self.snapshot.with_suffix(".tmp")
+        with temporary.open("w") as out:
+            json.dump({"format": 1, "tables": tables}, out, separators=(",", ":"))
+            out.flush()
+            os.fsync(out.fileno())
+        temporary.replace(self.snapshot)
+        if self.journal:
+            self.journal.close()
+        self.journal = self.journal_path.open("w")
+        self.lines = 0
+
+    def close(self) -> None:
+        self.compact()
+        self.journal.close()
+
+
+def _all_tables():
+    for account, regions in dict.items(dynamodb_backends):
+        for region, backend in dict.items(regions):
+            for table in backend.tables.values():
+                yield account, region, table
+
+
+def _table_spec(account: str, region: str, table) -> dict:
+    described = table.describe()["TableDescription"]
+    return {
+        "account": account,
+        "region": region,
+        "name": table.name,
+        "schema": table.schema,
+        "attr": table.attr,
+        "billing_mode": table.billing_mode,
+        "throughput": table.throughput,
+        "global_indexes": described.get("GlobalSecondaryIndexes"),
+        "indexes": described.get("LocalSecondaryIndexes"),
+        "streams": table.stream_specification,
+        "ttl": table.ttl,
+        "items": [item.to_json()["Attributes"] for item in table.all_items()],
+    }
+
+
+def _create_table(spec: dict):
+    backend = dynamodb_backends[spec["account"]][spec["region"]]
+    table = backend.create_table(
+        spec["name"],
+        schema=spec["schema"],
+        throughput=spec["throughput"],
+        attr=spec["attr"],
+        global_indexes=spec["global_indexes"],
+        indexes=spec["indexes"],
+        streams=None,
+        billing_mode=spec["billing_mode"],
+        sse_specification=None,
+        tags=[],
+        deletion_protection_enabled=False,
+        warm_throughput=None,
+    )
+    table.ttl = spec["ttl"]
+    for item in spec["items"]:
+        backend.put_item(spec["name"], item)
+    return table, spec["streams"]
+
+
+def _restore_item(backend, table_name: str, key: dict, item: dict | None) -> None:
+    if table_name not in backend.tables:
+        return  # deleted later (a table change compacts, so this is a journal cut short)
+    if item is None:
+        backend.delete_item(table_name, key)
+    else:
+        backend.put_item(table_name, item)
+
+
+_store: Store | None = None
+
+
+def _key_of_put(backend, table_name: str, item_attrs: dict) -> dict:
+    table = backend.get_table(table_name)
+    return _key(table, "Put", {"Item": item_attrs})
+
+
+def _tracked(method, key_of):
+    """Note which item a backend write touches, for the journal (when a Store is open)."""
+
+    @functools.wraps(method)
+    def tracked(self, table_name, first, *args, **kwargs):
+        if _store is not None:
+            with contextlib.suppress(Exception):  # moto reports a bad table or key itself
+                _store.touch(self, table_name, key_of(self, table_name, first))
+        return method(self, table_name, first, *args, **kwargs)
+
+    return tracked
+
+
+DynamoDBBackend.put_item = _tracked(DynamoDBBackend.put_item, _key_of_put)
+DynamoDBBackend.update_item = _tracked(DynamoDBBackend.update_item, lambda backend, table, key: key)
+DynamoDBBackend.delete_item = _tracked(DynamoDBBackend.delete_item, lambda backend, table, key: key)
+
+
 def one_dynamodb_request_at_a_time(app):
     lock = threading.Lock()
 
     def serialised(environ, start_response):
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("DynamoDB"):
             with lock:
-                return list(app(environ, start_response))
+                try:
+                    return list(app(environ, start_response))
+                finally:
+                    if _store is not None:
+                        _store.commit(target.rsplit(".", 1)[-1])
         return app(environ, start_response)
 
+    serialised.lock = lock
     return serialised
 
 
@@ -160,7 +388,9 @@ def server(host: str, port: int) -> BaseWSGIServer:
     # One line per request on stderr costs moto more than many requests do.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = one_dynamodb_request_at_a_time(_Dispatcher())
-    return make_server(host, port, app, threaded=True, request_handler=_KeepAliveHandler)
+    instance = make_server(host, port, app, threaded=True, request_handler=_KeepAliveHandler)
+    instance.dynamodb_lock = app.lock
+    return instance
 
 
 def start_in_thread(host: str, port: int) -> BaseWSGIServer:
@@ -170,8 +400,34 @@ def start_in_thread(host: str, port: int) -> BaseWSGIServer:
     return instance
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    global _store
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--state", type=Path, help="keep DynamoDB's tables in this directory")
+    options = parser.parse_args(argv)
+    store = Store(options.state) if options.state else None
+    if store:
+        print(f"moto: {store.open()}", flush=True)
+    instance = server(options.host, options.port)
+    _store = store
+    signal.signal(signal.SIGTERM, _stop)  # the supervisor's stop, or its death (PDEATHSIG)
+    print(f"moto (DynamoDB serialised) on http://{options.host}:{options.port}", flush=True)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            instance.serve_forever()
+    finally:
+        if store:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the snapshot short
+            with instance.dynamodb_lock:  # a request in flight finishes first; none start after
+                store.close()
+                print(f"moto: DynamoDB saved to {store.directory}", flush=True)
+
+
 if __name__ == "__main__":
-    host, port = sys.argv[1], int(sys.argv[2])
-    print(f"moto (DynamoDB serialised) on http://{host}:{port}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        server(host, port).serve_forever()
+    main()

@@ -145,18 +145,28 @@ class Bridge:
         table = aws.dynamodb().describe_table(TableName=settings.DYNAMODB_TABLE)["Table"]
         if table.get("LatestStreamArn") != self.stream_arn:
             self.stream_arn, self.shards = table["LatestStreamArn"], {}
-        for shard in self._describe_shards():
+            # The table's stream was replaced (the table created again): positions in the old one are void.
+            checkpoints.forget_other_streams(consumer=checkpoints.BRIDGE, stream=self.stream_arn)
+        created, shards = self._describe_shards()
+        for shard in shards:
             if shard["ShardId"] not in self.shards:
-                sequence = checkpoints.position(consumer=checkpoints.BRIDGE, stream=self.stream_arn, shard_id=shard["ShardId"])
+                instance = checkpoints.instance_id(
+                    created=created, first_sequence_number=shard.get("SequenceNumberRange", {}).get("StartingSequenceNumber", "")
+                )
+                sequence = checkpoints.position(
+                    consumer=checkpoints.BRIDGE, stream=self.stream_arn, shard_id=shard["ShardId"], instance=instance
+                )
                 self.shards[shard["ShardId"]] = _Shard(shard["ShardId"], sequence)
 
-    def _describe_shards(self) -> list[dict]:
+    def _describe_shards(self) -> tuple[str, list[dict]]:
+        """(when the stream was created, its shards)."""
         shards, start = [], {}
         while True:
             described = aws.dynamodbstreams().describe_stream(StreamArn=self.stream_arn, **start)["StreamDescription"]
             shards.extend(described["Shards"])
             if not described.get("LastEvaluatedShardId"):
-                return shards  # parents are listed before their children: read in this order
+                # Parents are listed before their children: read in this order.
+                return str(described.get("CreationRequestDateTime", "")), shards
             start = {"ExclusiveStartShardId": described["LastEvaluatedShardId"]}
 
     def _open(self, shard: _Shard) -> str:

@@ -139,6 +139,7 @@ class Poller:
     backoff_base: float = 0.5
     poll_seconds: float = 0.2
     stream_arn: str = ""
+    stream_instance: str = ""
     shards: dict[str, _Shard] = field(default_factory=dict)
     batches: int = 0
     acknowledged: int = 0
@@ -149,10 +150,19 @@ class Poller:
 
     def discover(self) -> None:
         kinesis = aws.kinesis()
-        self.stream_arn = kinesis.describe_stream_summary(StreamName=settings.KINESIS_STREAM)["StreamDescriptionSummary"]["StreamARN"]
+        summary = kinesis.describe_stream_summary(StreamName=settings.KINESIS_STREAM)["StreamDescriptionSummary"]
+        self.stream_arn = summary["StreamARN"]
+        # A stream created again under the same name keeps its ARN; its creation time tells the
+        # instances apart. (Not the shard's StartingSequenceNumber: moto reports the first record
+        # still held there, which moves; AWS's is fixed, and also changes with the instance.)
+        instance = checkpoints.instance_id(created=summary["StreamCreationTimestamp"])
+        if instance != self.stream_instance:
+            self.stream_instance, self.shards = instance, {}
         for shard in kinesis.list_shards(StreamName=settings.KINESIS_STREAM)["Shards"]:
             if shard["ShardId"] not in self.shards:
-                sequence = checkpoints.position(consumer=checkpoints.POLLER, stream=self.stream_arn, shard_id=shard["ShardId"])
+                sequence = checkpoints.position(
+                    consumer=checkpoints.POLLER, stream=self.stream_arn, shard_id=shard["ShardId"], instance=instance
+                )
                 self.shards[shard["ShardId"]] = _Shard(shard["ShardId"], sequence)
 
     def _open(self, shard: _Shard) -> str:
@@ -213,9 +223,12 @@ class Poller:
     def _round(self) -> int:
         """One batch from every shard; returns how many records were handled."""
         handled = 0
-        for shard in list(self.shards.values()):
+        for shard_id in list(self.shards):
+            shard = self.shards.get(shard_id)  # a rediscovery may have replaced it
             if self._done():
                 break
+            if shard is None:
+                continue
             before = self.acknowledged + self.dead_lettered
             try:
                 if not self.poll(shard):
@@ -238,6 +251,16 @@ class Poller:
         if self.once and self.failures_in_a_row > self.max_retries:
             raise exc  # a one-shot run reports a lasting outage instead of spinning on it
         lifecycle.pause(stop=self.stop, seconds=lifecycle.backoff_seconds(attempt=min(self.failures_in_a_row, 8), base=self.backoff_base))
+        self._rediscover()
+
+    def _rediscover(self) -> None:
+        """The stream may have been deleted and created again under its name (an iterator of
+        the old instance fails): look again, so its checkpoints are checked against the instance."""
+        try:
+            self.discover()
+        except (*TRANSIENT_DB_ERRORS, BotoCoreError, ClientError) as exc:
+            logger.warning("stream discovery: %s: %s", type(exc).__name__, exc)
+            connection.close_if_unusable_or_obsolete()
 
     def run(self, *, once: bool = False) -> "Poller":
         """Poll until stopped; with `once`, until every shard is drained. `max_batches` stops

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from admin_portal.models import ShardCheckpoint
+from admin_portal.models import ConsistencyCheck, ConsistencyOutcome, ShardCheckpoint
 from airticket import aws
 from cdc_lambda import bridge
 
@@ -27,7 +27,7 @@ def test_it_is_healthy_when_every_part_answers(aws_env, settings):
     settings.CDC_LOCAL_POLLER = True
     beat("bridge")
     beat("poller")
-    assert health() == (200, {"database": "ok", "aws": "ok", "bridge": "ok", "poller": "ok"})
+    assert health() == (200, {"database": "ok", "aws": "ok", "bridge": "ok", "poller": "ok", "consistency": "ok"})
 
 
 def test_a_silent_poller_makes_it_unavailable(aws_env, settings):
@@ -56,7 +56,8 @@ def test_a_missing_table_makes_it_unavailable(aws_env, settings):
 
 def test_on_aws_it_does_not_wait_for_a_local_poller(aws_env, settings):
     settings.CDC_LOCAL_POLLER = False
-    assert health() == (200, {"database": "ok", "aws": "ok", "bridge": "ok", "poller": "ok"})
+    ConsistencyCheck.objects.create(outcome=ConsistencyOutcome.DIVERGED, summary="only a local run checks at start")
+    assert health() == (200, {"database": "ok", "aws": "ok", "bridge": "ok", "poller": "ok", "consistency": "ok"})
 
 
 def test_an_idle_bridge_still_beats(aws_env):
@@ -65,3 +66,26 @@ def test_an_idle_bridge_still_beats(aws_env):
     bridge.run(once=True)  # nothing to move
     [checkpoint] = ShardCheckpoint.objects.filter(consumer="bridge")
     assert timezone.now() - checkpoint.updated_at < timedelta(minutes=1)
+
+
+def test_sides_left_apart_at_start_make_it_unavailable_and_say_why(aws_env, settings):
+    settings.CDC_LOCAL_POLLER = True
+    beat("bridge")
+    beat("poller")
+    ConsistencyCheck.objects.create(outcome=ConsistencyOutcome.DIVERGED, ahead=1, summary="DIVERGED at start: 1 newer in the read model")
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["consistency"] == "error: RuntimeError: DIVERGED at start: 1 newer in the read model"
+    assert body["consistency_at_start"]["outcome"] == "DIVERGED"
+
+
+def test_a_divergence_repaired_at_start_is_reported_but_healthy(aws_env, settings):
+    settings.CDC_LOCAL_POLLER = True
+    beat("bridge")
+    beat("poller")
+    ConsistencyCheck.objects.create(outcome=ConsistencyOutcome.REPAIRED, ghosts=2, summary="DIVERGED at start: 2 ghosts. Repaired")
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    report = response.json()["consistency_at_start"]
+    assert (report["outcome"], report["summary"]) == ("REPAIRED", "DIVERGED at start: 2 ghosts. Repaired")

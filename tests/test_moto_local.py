@@ -1,11 +1,21 @@
 """The local AWS stand-in: DynamoDB transactions are all-or-nothing, and a failed one leaves
-no stream record."""
+no stream record; with a state directory, DynamoDB outlives the process."""
 
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
 import pytest
+import requests
 from botocore.exceptions import ClientError
 from django.conf import settings
 
 from airticket import aws
+from airticket.local import free_port
 from bookings import repository as repo
 
 
@@ -46,3 +56,105 @@ def test_a_transaction_that_fails_while_writing_is_undone_with_its_stream_record
     assert repo.get({"PK": "fresh", "SK": "X"}) is None
     assert repo.get({"PK": "counter", "SK": "X"})["n"] == 1
     assert len(stream_records()) == before
+
+
+# --- DynamoDB kept on disk (`--state`, what `make run` uses) ------------------------------------
+
+
+def _moto(state: Path, port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airticket.moto_local", "127.0.0.1", str(port), "--state", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/moto-api/", timeout=2)
+            return process
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(process.stdout.read())
+
+
+def _dynamodb(port: int):
+    return boto3.client(
+        "dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+
+
+def _items(client) -> list[tuple]:
+    items = client.scan(TableName=settings.DYNAMODB_TABLE, ConsistentRead=True)["Items"]
+    return sorted((item["PK"]["S"], int(item["n"]["N"])) for item in items)
+
+
+def _stream_is_empty(client) -> bool:
+    arn = client.describe_table(TableName=settings.DYNAMODB_TABLE)["Table"]["LatestStreamArn"]
+    streams = boto3.client(
+        "dynamodbstreams", endpoint_url=client.meta.endpoint_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    return streams.get_records(ShardIterator=iterator)["Records"] == []
+
+
+def test_every_acknowledged_write_survives_a_kill_9_and_a_clean_stop(tmp_path):
+    port = free_port()
+    table = settings.DYNAMODB_TABLE
+    moto = _moto(tmp_path, port)
+    try:
+        client = _dynamodb(port)
+        client.create_table(
+            TableName=table,
+            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}, {"AttributeName": "SK", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        for n in range(20):
+            client.put_item(TableName=table, Item={"PK": {"S": f"k{n:02}"}, "SK": {"S": "X"}, "n": {"N": str(n)}})
+        client.update_item(
+            TableName=table,
+            Key={"PK": {"S": "k00"}, "SK": {"S": "X"}},
+            UpdateExpression="SET n = :n",
+            ExpressionAttributeValues={":n": {"N": "100"}},
+        )
+        client.transact_write_items(TransactItems=[{"Delete": {"TableName": table, "Key": {"PK": {"S": "k01"}, "SK": {"S": "X"}}}}])
+        with pytest.raises(ClientError):  # a failed transaction changes nothing, before or after a restart
+            client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": table, "Item": {"PK": {"S": "never"}, "SK": {"S": "X"}, "n": {"N": "1"}}}},
+                    {
+                        "ConditionCheck": {
+                            "TableName": table,
+                            "Key": {"PK": {"S": "k02"}, "SK": {"S": "X"}},
+                            "ConditionExpression": "n = :x",
+                            "ExpressionAttributeValues": {":x": {"N": "7"}},
+                        }
+                    },
+                ]
+            )
+        written = _items(client)
+    finally:
+        moto.kill()  # SIGKILL: no snapshot at stop; the journal has every acknowledged write
+        moto.wait()
+    assert len(written) == 19 and ("k00", 100) in written and "never" not in dict(written)
+
+    moto = _moto(tmp_path, port)
+    try:
+        client = _dynamodb(port)
+        assert _items(client) == written
+        assert _stream_is_empty(client)  # restored items are not changes
+        client.put_item(TableName=table, Item={"PK": {"S": "after"}, "SK": {"S": "X"}, "n": {"N": "1"}})
+    finally:
+        moto.send_signal(signal.SIGTERM)  # a clean stop writes a snapshot and empties the journal
+        assert moto.wait(timeout=30) == 0
+    assert (tmp_path / "dynamodb.journal").read_text() == ""
+
+    moto = _moto(tmp_path, port)
+    try:
+        assert _items(_dynamodb(port)) == sorted([*written, ("after", 1)])
+    finally:
+        moto.kill()
+        moto.wait()

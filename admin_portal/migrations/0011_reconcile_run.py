@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('admin_portal', '0009_weather_feeds'),
+        ('admin_portal', '0010_checkpoint_instance_consistency'),
     ]
 
     operations = [
