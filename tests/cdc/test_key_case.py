@@ -85,3 +85,9 @@ def test_the_admin_search_for_a_customer_id_finds_that_customer_and_not_the_othe
     found = selectors.booking_search(bookings=Booking.objects.all(), term="alice")
     assert [b.order_id for b in found] == ["o-lower"]
     assert selectors.booking_search_parse(term="Alice").customer_ids == ("Alice",)
+
+
+def test_the_admin_flight_search_still_finds_a_flight_number_typed_in_lower_case():
+    apply([Items().flight("MU5159")])
+    found = selectors.flight_search(flights=Flight.objects.all(), term="mu51")
+    assert [f.flight_number for f in found] == ["MU5159"]
