@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from airticket.auth import IsStaff
 
 from . import idempotency, services
-from .http import customer_etag, expected_version, if_match, versioned
+from .http import Precondition, customer_etag, expected_version, if_match, versioned
 from .serializers import (
     CustomerCreateSerializer,
     CustomerPathSerializer,
@@ -67,13 +67,13 @@ class CustomerDetailView(CustomerScoped):
     def patch(self, request, **kwargs):
         customer_id = self.customer_id(request, kwargs)
         changes = validated(CustomerUpdateSerializer, request.data)
-        precondition = if_match(request)
+        precondition = if_match(request) or Precondition(version=None)
         return versioned(
             services.customer_update(
                 customer_id=customer_id,
                 changes=changes,
-                expected_version=precondition and precondition.version,
-                expected_orders_digest=precondition and precondition.orders_digest,
+                expected_version=precondition.version,
+                expected_orders_digest=precondition.orders_digest,
             )
         )
 
