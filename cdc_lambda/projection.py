@@ -33,7 +33,7 @@ from .stops import stop_times
 _MYSQL_ROWS_PER_STATEMENT = 5000
 _STOP_COLUMNS = ("flight_id", "seq", "airport_id", "kind", "flight_date", "local_time")
 _EVENT_COLUMNS = ("flight_id", "flight_created_at", "kind", "flight_version", "detail", "created_at")
-_SCHEDULE = tuple(TARGETS[FLIGHT].columns.index(c) for c in ("flight_date", "departure_time", "arrival_time"))
+_FLIGHT_DATE = TARGETS[FLIGHT].columns.index("flight_date")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +142,14 @@ def _stored_ranks(cursor, *, keys: list[str]) -> dict[str, tuple[str, int]]:
     return found
 
 
+_DEPARTS, _ARRIVES = (TARGETS[FLIGHT].columns.index(c) for c in ("departure_time", "arrival_time"))
+
+
 def _stop_rows(change: Change) -> list[tuple]:
     """Each stop on the local date (and at the local time) the flight is there: see `stops`."""
     if change.deleted:  # a removed flight touches no city
         return []
-    day, departs, arrives = (change.row[i] for i in _SCHEDULE)
+    day, departs, arrives = change.row[_FLIGHT_DATE], change.row[_DEPARTS], change.row[_ARRIVES]
     stops = stop_times(change.route, date.fromisoformat(day), time.fromisoformat(departs), time.fromisoformat(arrives))
     return [(change.key, seq, code, kind, str(day), None if at is None else str(at)) for seq, code, kind, day, at in stops]
 
