@@ -46,6 +46,7 @@ bench: install
 	bin/ensure-test-services
 	$(BIN)/python bench/cdc_bench.py
 	$(BIN)/python bench/query_bench.py
+	$(BIN)/python bench/rebuild_bench.py
 
 # Lambda packages, built from a lean virtualenv with only requirements.txt (+ Zappa itself):
 # no test tooling, and PyMySQL instead of a mysqlclient linked to this machine's libmariadb.

@@ -33,7 +33,7 @@ from bookings import services as commands
 from . import operations, selectors, services
 from .filters import PassengerFilter
 from .forms import ConfirmForm, NotifyForm, RescheduleForm, WeatherNotifyForm
-from .models import Airport, Booking, Customer, Flight, FlightEvent, Notification, ShardCheckpoint, WeatherAlert
+from .models import Airport, Booking, Customer, Flight, FlightEvent, Notification, ReconcileRun, ShardCheckpoint, WeatherAlert
 from .pagination import DeferredJoinPaginator
 
 admin.site.site_header = "Air-ticket staff portal"
@@ -482,7 +482,12 @@ class WeatherAlertAdmin(FastAdmin):
     @admin.display(description="passengers")
     def passengers(self, alert):
         url = reverse("admin:admin_portal_booking_changelist") + "?" + urlencode({"weather": alert.pk, "status__exact": "ORDERED"})
-        return format_html('<a href="{}">affected</a>', url)
+        if alert.valid_to <= timezone.now():
+            return format_html('<a href="{}">affected</a>', url)
+        # Counted for current and coming alerts only: one indexed count per row of the page.
+        count = selectors.weather_alert_affected_count(alert=alert)
+        shown = f"{count}+" if count >= selectors.AFFECTED_COUNT_LIMIT else count
+        return format_html('<a href="{}">{} affected</a>', url, shown)
 
     @admin.action(description="Notify everyone affected by the selected alerts")
     def notify_affected(self, request, queryset):
@@ -543,6 +548,7 @@ class OperationsAdmin(NoWrites, admin.ModelAdmin):
             "lags": operations.checkpoint_lags(),
             "dlq": operations.dlq_state(),
             "pending_events": FlightEvent.objects.filter(processed_at__isnull=True).count(),
+            **operations.weather_status(),
         }
         return TemplateResponse(request, "admin_portal/operations.html", context)
 
@@ -564,3 +570,18 @@ class OperationsAdmin(NoWrites, admin.ModelAdmin):
                 self.message_user(request, "Unknown command.", messages.ERROR)
         except operations.AWS_ERRORS as exc:
             self.message_user(request, f"AWS refused: {exc}", messages.ERROR)
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(ReadModelAdmin):
+    """What `reconcile` found, newest first: the scheduled check's history."""
+
+    list_display = ["finished_at", "items", "differences", "repaired", "summary"]
+
+    @admin.display(description="differences by entity")
+    def summary(self, run: ReconcileRun) -> str:
+        counts = run.detail.get("counts", {})
+        return (
+            "; ".join(f"{entity.lower()}: " + ", ".join(f"{kind} {n}" for kind, n in kinds.items()) for entity, kinds in counts.items())
+            or "none"
+        )

@@ -291,7 +291,10 @@ class WeatherAlert(models.Model):
 
     class Meta:
         ordering = ["-valid_from"]
-        indexes = [models.Index(fields=["valid_to", "valid_from"], name="alert_window")]
+        indexes = [
+            models.Index(fields=["valid_to", "valid_from"], name="alert_window"),
+            models.Index(fields=["source", "source_id"], name="alert_source_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.airport_id or self.city} {self.valid_from:%Y-%m-%d %H:%M}"
@@ -305,10 +308,58 @@ class WeatherAlert(models.Model):
             if airport is None:
                 raise ValidationError({"airport": f"unknown airport {self.airport_id}"})
             self.city, self.country = airport["city"], airport["country"]
-        if not self.city:
+        # An airport whose data has no city (many small fields) still counts by its IATA code.
+        if not self.city and not self.airport_id:
             raise ValidationError({"city": "give a city or an airport"})
         if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
             raise ValidationError({"valid_to": "must be after valid_from"})
+
+
+class WeatherMessage(models.Model):
+    """A CAP message seen by an import: imported itself, or only named in the `references` of a
+    later Update, Cancel or AllClear. Either way `ended_at` records when a later message ended
+    it, so the message arriving late (feeds are not ordered) raises nothing past that."""
+
+    source = models.CharField(max_length=8, choices=AlertSource.choices)
+    identifier = models.CharField(max_length=200)
+    msg_type = models.CharField(max_length=8, blank=True)
+    sent = models.DateTimeField(null=True, blank=True)
+    imported_at = models.DateTimeField(null=True, blank=True, help_text="empty while it is only known as a reference")
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-sent"]
+        constraints = [models.UniqueConstraint(fields=["source", "identifier"], name="weathermessage_once")]
+
+    def __str__(self) -> str:
+        return f"{self.msg_type} {self.identifier}"
+
+
+class WeatherSource(models.Model):
+    """A feed `poll_weather` fetches (settings.WEATHER_SOURCES), with its HTTP validators for
+    conditional GET and what the last polls did."""
+
+    url = models.CharField(max_length=500, unique=True, help_text="as configured ({airports} not yet replaced)")
+    kind = models.CharField(max_length=8)  # "metar" or "cap"
+    fetched_url = models.CharField(max_length=2000, blank=True)
+    etag = models.CharField(max_length=300, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+    seen_entries = models.JSONField(default=list, blank=True, help_text="ATOM entries (id|updated) already fetched")
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=200, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    alerts_created = models.PositiveIntegerField(default=0)
+    alerts_updated = models.PositiveIntegerField(default=0)
+    alerts_ended = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["kind", "url"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.url}"
 
 
 class NotificationStatus(models.TextChoices):
@@ -341,3 +392,19 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} -> {self.customer_id}"
+
+
+class ReconcileRun(models.Model):
+    """The outcome of one `reconcile` (DynamoDB against the read models), for the operations page."""
+
+    finished_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    items = models.PositiveBigIntegerField()
+    differences = models.PositiveBigIntegerField()
+    repaired = models.PositiveBigIntegerField(default=0)
+    detail = models.JSONField(default=dict, help_text="counts and sample keys by entity and kind")
+
+    class Meta:
+        ordering = ["-finished_at"]
+
+    def __str__(self) -> str:
+        return f"reconcile {self.finished_at:%Y-%m-%d %H:%M}: {self.differences} differences"

@@ -14,14 +14,15 @@ import binascii
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.utils import timezone
 
 from airticket import aws
 
-from .models import ShardCheckpoint
+from . import selectors
+from .models import ShardCheckpoint, WeatherSource
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ PEEK_LIMIT = 50
 # are made visible again as soon as the page is done with them.
 HOLD_SECONDS = 30
 AWS_ERRORS = (BotoCoreError, ClientError)
+NEW_ALERTS_WINDOW = timedelta(hours=24)
 
 
 # --- checkpoints and lag ----------------------------------------------------------------------
@@ -251,3 +253,16 @@ def dlq_delete(*, message_ids: set[str], limit: int = PEEK_LIMIT) -> int:
 
 def dlq_purge() -> None:
     aws.sqs().purge_queue(QueueUrl=aws.dlq_url())
+
+
+# --- weather feeds ----------------------------------------------------------------------------
+
+
+def weather_status(*, now: datetime | None = None) -> dict:
+    """The weather part of the page: each polled source's status, and the alerts created in
+    the last day that affect ORDERED passengers, with how many (notifying stays a staff decision)."""
+    now = now or timezone.now()
+    return {
+        "weather_sources": list(WeatherSource.objects.all()),
+        "weather_alerts": selectors.weather_alerts_new_affecting(since=now - NEW_ALERTS_WINDOW, now=now),
+    }

@@ -207,6 +207,32 @@ def passenger_list_by_weather(*, at: datetime | None = None, status: str | None 
     return passenger_list_by_alerts(alerts=alerts, status=status)
 
 
+def weather_airports_scheduled(*, today: date) -> list[str]:
+    """ICAO codes of the airports flights stop at from yesterday to the day after tomorrow:
+    the stations whose METARs `poll_weather` asks for."""
+    stops = FlightStop.objects.filter(flight_date__range=(today - timedelta(days=1), today + timedelta(days=2)))
+    codes = stops.order_by().values_list("airport_id", flat=True).distinct()
+    return sorted({icao for code in codes if (icao := airports().get(code, {}).get("icao"))})
+
+
+# Affected counts on admin pages stop here ("10000+"): a bounded index scan per alert, never
+# a count of a hub's whole season.
+AFFECTED_COUNT_LIMIT = 10000
+
+
+def weather_alert_affected_count(*, alert: WeatherAlert) -> int:
+    """ORDERED bookings the alert affects, counted up to AFFECTED_COUNT_LIMIT."""
+    return passenger_list_by_alerts(alerts=[alert])[:AFFECTED_COUNT_LIMIT].count()
+
+
+def weather_alerts_new_affecting(*, since: datetime, now: datetime, limit: int = 100) -> list[tuple[WeatherAlert, int]]:
+    """Alerts created since `since` and not yet over that affect ORDERED passengers, with how
+    many, most passengers first (the newest `limit` alerts are counted)."""
+    alerts = WeatherAlert.objects.filter(created_at__gte=since, valid_to__gt=now).order_by("-created_at")[:limit]
+    counted = [(alert, weather_alert_affected_count(alert=alert)) for alert in alerts]
+    return sorted([pair for pair in counted if pair[1]], key=lambda pair: -pair[1])
+
+
 def customer_list(*, search: str = "") -> QuerySet[Customer]:
     """Live customers; `search` matches a customer id or a name prefix (both indexed)."""
     customers = Customer.objects.filter(deleted=False)

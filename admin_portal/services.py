@@ -9,13 +9,14 @@ sends what is missing and nothing twice.
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import selectors, weather
@@ -30,6 +31,8 @@ from .models import (
     Notification,
     NotificationStatus,
     WeatherAlert,
+    WeatherMessage,
+    WeatherSource,
 )
 
 log = logging.getLogger(__name__)
@@ -291,21 +294,176 @@ def weather_alert_notify(*, alert: WeatherAlert, message: str = "", sent_by: str
         "Your flight may be delayed, diverted or cancelled; we will keep you informed."
     )
     bookings = selectors.passenger_list_by_alerts(alerts=[alert])
-    return passengers_notify(bookings=bookings, reason=f"weather-alert:{alert.pk}", subject=subject, message=text, sent_by=sent_by)
+    return passengers_notify(bookings=bookings, reason=weather_alert_reason(alert=alert), subject=subject, message=text, sent_by=sent_by)
 
 
-def weather_alerts_import(*, report: weather.ImportReport) -> dict[str, int]:
-    """Store an importer's drafts (each once: re-importing is a no-op) and expire what a CAP
-    Cancel withdraws."""
-    created = existing = 0
-    for draft in report.drafts:
+def weather_alert_reason(*, alert: WeatherAlert) -> str:
+    """A CAP event raises one alert per airport it covers; its passengers hear of the event
+    once, even when their flight touches two of those airports."""
+    if alert.source == AlertSource.CAP and "@" in alert.source_id:
+        return f"weather-event:{alert.source_id.rsplit('@', 1)[0]}"[:200]
+    return f"weather-alert:{alert.pk}"
+
+
+@dataclass
+class ImportCounts:
+    """What an import did: alerts created, already there (a replay), ended early by an Update
+    that replaced them ("updated") or by a Cancel/AllClear ("ended"); unusable messages."""
+
+    created: int = 0
+    existing: int = 0
+    updated: int = 0
+    ended: int = 0
+    skipped: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, other: "ImportCounts") -> None:
+        for name in ("created", "existing", "updated", "ended", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.reasons += other.reasons
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in ("created", "existing", "updated", "ended", "skipped")}
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and hasattr(exc, "error_dict"):
+        text = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+    else:
+        text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+    return " ".join(text.split())[:300]
+
+
+def _weather_message_end(*, identifier: str, at: datetime, by: weather.Message) -> int:
+    """End the alerts of the CAP message `identifier` at `at` (the ending message's own sent
+    time); remember the end, so the message arriving later raises nothing past it."""
+    record, created = WeatherMessage.objects.select_for_update().get_or_create(
+        source=AlertSource.CAP, identifier=identifier, defaults={"ended_at": at, "ended_by": by.identifier}
+    )
+    if not created and (record.ended_at is None or record.ended_at > at):
+        record.ended_at, record.ended_by = at, by.identifier
+        record.save(update_fields=["ended_at", "ended_by"])
+    alerts = WeatherAlert.objects.filter(source=AlertSource.CAP, source_id__startswith=f"{identifier}#")
+    return sum(weather_alert_expire(alert=alert, at=at) for alert in alerts)
+
+
+def _weather_message_import(*, message: weather.Message) -> ImportCounts:
+    """One message, inside the caller's transaction."""
+    counts = ImportCounts()
+    ended_at = None
+    if message.source == AlertSource.CAP:
+        record, _ = WeatherMessage.objects.select_for_update().get_or_create(source=message.source, identifier=message.identifier)
+        if record.imported_at is not None:  # a replay: its alerts and ends are already applied
+            counts.existing += len(message.drafts)
+            return counts
+        ended_at = record.ended_at  # set when a later message, imported first, referenced it
+        record.msg_type, record.sent, record.imported_at = message.msg_type, message.sent, timezone.now()
+        record.save()
+    for draft in message.drafts:
+        if ended_at is not None:
+            if ended_at <= draft.valid_from:
+                continue  # replaced or cancelled before it began
+            draft = replace(draft, valid_to=min(draft.valid_to, ended_at))
         if WeatherAlert.objects.filter(source=draft.source, source_id=draft.source_id).exists():
-            existing += 1
+            counts.existing += 1
             continue
         weather_alert_create(**asdict(draft))
-        created += 1
-    expired = 0
-    for identifier in report.cancels:
-        for alert in WeatherAlert.objects.filter(source=AlertSource.CAP, source_id__startswith=f"{identifier}#"):
-            expired += weather_alert_expire(alert=alert, at=report.cancelled_at)
-    return {"created": created, "existing": existing, "expired": expired, "skipped": len(report.skipped)}
+        counts.created += 1
+    for identifier in message.references:
+        changed = _weather_message_end(identifier=identifier, at=message.sent, by=message)
+        if message.msg_type == "Update" and message.drafts:
+            counts.updated += changed
+        else:
+            counts.ended += changed
+    return counts
+
+
+def weather_alerts_import(*, report: weather.ImportReport) -> ImportCounts:
+    """Store a reader's messages, oldest first, each in its own transaction: all of a message
+    (its alerts, and the ends of the messages it references) or nothing, with a one-line
+    reason. Re-importing is a no-op."""
+    counts = ImportCounts(skipped=len(report.skipped), reasons=list(report.skipped))
+    for message in sorted(report.messages, key=lambda m: m.sent):
+        try:
+            with transaction.atomic():
+                counts.add(_weather_message_import(message=message))
+        except (ValidationError, IntegrityError) as exc:  # a value the model refuses; a concurrent import of it
+            counts.skipped += 1
+            counts.reasons.append(f"{message.identifier}: {_one_line(exc)}")
+    return counts
+
+
+def _weather_source_url(*, url: str) -> str | None:
+    """The URL to fetch: `{airports}` becomes the ICAO codes the schedule flies to (None when
+    it flies nowhere yet)."""
+    if "{airports}" not in url:
+        return url
+    codes = selectors.weather_airports_scheduled(today=timezone.now().date())
+    return url.replace("{airports}", ",".join(codes)) if codes else None
+
+
+def _weather_source_fetch(*, source: WeatherSource, kind: str, timeout: float) -> tuple[str, ImportCounts, str]:
+    """Fetch and import one source: (status line, counts, error for entries that failed)."""
+    url = _weather_source_url(url=source.url)
+    if url is None:
+        return "no scheduled airports to ask for", ImportCounts(), ""
+    same_url = url == source.fetched_url
+    fetched = weather.feeds.fetch(
+        url,
+        etag=source.etag if same_url else "",
+        last_modified=source.last_modified if same_url else "",
+        timeout=timeout,
+        accept=weather.feeds.ACCEPT_CAP if kind == "cap" else "*/*",
+    )
+    if fetched.not_modified:
+        return "not modified", ImportCounts(), ""
+    report = weather.parse_metar_text(fetched.body.decode("utf-8", "replace")) if kind == "metar" else weather.parse_cap_xml(fetched.body)
+    seen, current, errors = set(source.seen_entries), [], []
+    for key, link in report.links:
+        if key not in seen:
+            try:
+                report.extend(weather.parse_cap_xml(weather.feeds.fetch(link, timeout=timeout, accept=weather.feeds.ACCEPT_CAP).body))
+            except (weather.feeds.FetchError, ValueError, SyntaxError) as exc:
+                errors.append(f"{link}: {_one_line(exc)}")
+                continue  # not remembered: tried again next time
+        current.append(key)
+    counts = weather_alerts_import(report=report)
+    source.fetched_url, source.etag, source.last_modified, source.seen_entries = url, fetched.etag, fetched.last_modified, current
+    source.save(update_fields=["fetched_url", "etag", "last_modified", "seen_entries"])
+    status = ", ".join(f"{name} {value}" for name, value in counts.as_dict().items())
+    error = f"{len(errors)} linked entr{'y' if len(errors) == 1 else 'ies'} not fetched; first: {errors[0]}" if errors else ""
+    return status, counts, error
+
+
+def weather_source_poll(*, kind: str, url: str, timeout: float) -> WeatherSource:
+    """Poll one configured source and record how it went. Never raises for the source's own
+    failures (network, HTTP, unreadable feed): they are recorded, and the other sources go on."""
+    source, _ = WeatherSource.objects.get_or_create(url=url, defaults={"kind": kind})
+    now = timezone.now()
+    changes = {"kind": kind, "last_polled_at": now}
+    try:
+        status, counts, error = _weather_source_fetch(source=source, kind=kind, timeout=timeout)
+    except (weather.feeds.FetchError, ValueError, SyntaxError) as exc:  # SyntaxError: XML that does not parse
+        changes.update(last_status="failed", last_error=_one_line(exc), last_error_at=now)
+    except Exception as exc:  # anything else of this source's must not stop the others
+        log.exception("weather source %s failed", url)
+        changes.update(last_status="failed", last_error=f"{type(exc).__name__}: {_one_line(exc)}", last_error_at=now)
+    else:
+        changes.update(
+            last_status=status,
+            last_success_at=now,
+            alerts_created=F("alerts_created") + counts.created,
+            alerts_updated=F("alerts_updated") + counts.updated,
+            alerts_ended=F("alerts_ended") + counts.ended,
+        )
+        if error:
+            changes.update(last_error=error, last_error_at=now)
+    WeatherSource.objects.filter(pk=source.pk).update(**changes)
+    source.refresh_from_db()
+    return source
+
+
+def weather_sources_poll(*, timeout: float | None = None) -> list[WeatherSource]:
+    """Poll every source in settings.WEATHER_SOURCES, one after the other."""
+    timeout = timeout or settings.WEATHER_POLL_TIMEOUT
+    return [weather_source_poll(kind=kind, url=url, timeout=timeout) for kind, url in settings.WEATHER_SOURCES]

@@ -171,6 +171,14 @@ class Supervisor:
         self.out.flush()
 
 
+def worker_commands(env: dict) -> list[tuple[str, list[str]]]:
+    """The restartable workers; the weather poller only when feeds are configured."""
+    workers = [("bridge", ["run_bridge"]), ("poller", ["run_poller"]), ("notifier", ["notify_flight_events", "--loop"])]
+    if env.get("WEATHER_SOURCES", "").strip():
+        workers.append(("weather", ["poll_weather", "--loop"]))
+    return workers
+
+
 def run(out=sys.stdout) -> int:
     env = local_environment()
     supervisor = Supervisor(env, out)
@@ -195,11 +203,7 @@ def run(out=sys.stdout) -> int:
             ["ensure_staff_user", "--username", STAFF_USERNAME, "--password", STAFF_PASSWORD],
         ):
             supervisor.run_step(*step)
-        for name, args in (
-            ("bridge", ["run_bridge"]),
-            ("poller", ["run_poller"]),
-            ("notifier", ["notify_flight_events", "--loop"]),
-        ):
+        for name, args in worker_commands(env):
             supervisor.start(Child(name, manage(*args)))
         supervisor.start(Child("web", web_server(env["PORT"])))
         token = subprocess.run(manage("issue_token", "--staff"), env=env, check=True, capture_output=True, text=True).stdout.strip()

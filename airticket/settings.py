@@ -238,3 +238,21 @@ CDC_HEARTBEAT_SECONDS = env_int("CDC_HEARTBEAT_SECONDS", 30, minimum=1)
 AIRTICKET_ALLOW_TRUNCATE = env_bool("AIRTICKET_ALLOW_TRUNCATE", False)
 if PRODUCTION and AIRTICKET_ALLOW_TRUNCATE:
     raise ImproperlyConfigured("AIRTICKET_ALLOW_TRUNCATE must be off in production")
+
+
+def env_weather_sources(name: str) -> list[tuple[str, str]]:
+    """`kind=url` entries separated by whitespace, kind `metar` or `cap`; a METAR URL may hold
+    `{airports}`, replaced by the ICAO codes of the airports the schedule flies to."""
+    sources = []
+    for entry in env(name).split():
+        kind, _, url = entry.partition("=")
+        if kind not in ("metar", "cap") or not re.match(r"https?://", url) or len(url) > 500:
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not metar=<http(s) URL> or cap=<http(s) URL> (at most 500 characters)")
+        sources.append((kind, url))
+    return sources
+
+
+# Weather feeds polled by `manage.py poll_weather` (and the query stage's scheduled event).
+WEATHER_SOURCES = env_weather_sources("WEATHER_SOURCES")
+WEATHER_POLL_TIMEOUT = env_int("WEATHER_POLL_TIMEOUT", 20, minimum=1)
+WEATHER_POLL_INTERVAL = env_int("WEATHER_POLL_INTERVAL", 600, minimum=10)

@@ -5,6 +5,7 @@ Deployed as the Zappa `cdc` stage, whose `events` entry routes the Kinesis strea
 must have ReportBatchItemFailures on (see `airticket.provisioning`).
 """
 
+import logging
 import os
 
 import django
@@ -16,6 +17,21 @@ if not apps.ready:  # Zappa sets Django up before routing events; a bare Lambda 
 
 from cdc_lambda.batch import process  # noqa: E402  (models need the app registry)
 
+logger = logging.getLogger(__name__)
+
 
 def handler(event: dict, context=None) -> dict:
     return process(event=event)
+
+
+def reconcile(event: dict, context=None) -> dict:
+    """The `cdc` stage's scheduled check (Zappa `events`, `expression`): compare DynamoDB with
+    the read models and keep the report for the operations page. It does not repair: a
+    difference is for a person to look at (`manage.py reconcile --repair`)."""
+    from cdc_lambda import rebuild
+
+    report = rebuild.reconcile()
+    rebuild.report_save(report=report)
+    for line in report.lines():
+        logger.log(logging.WARNING if report.differences else logging.INFO, line)
+    return {"items": report.items, "differences": report.differences}

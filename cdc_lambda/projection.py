@@ -169,6 +169,19 @@ def _replace_stops(cursor, *, flights: list[Change]) -> None:
         cursor.execute(_insert_sql(table, _STOP_COLUMNS, len(chunk)), _flat(chunk))
 
 
+def rewrite_stops(*, flights: list[Change]) -> None:
+    """Write the stops of these flights again whatever the stored rank (reconcile's repair of
+    stops that drifted from a flight row that is itself current)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        keys = sorted(c.key for c in flights)
+        table = FlightStop._meta.db_table
+        for chunk in _chunks(keys, 1):
+            cursor.execute(_where_in_sql(f"DELETE FROM {_q(table)}", "flight_id", len(chunk)), list(chunk))  # noqa: S608 (identifiers from the model)
+        rows = [row for change in flights for row in _stop_rows(change)]
+        for chunk in _chunks(rows, len(_STOP_COLUMNS)):
+            cursor.execute(_insert_sql(table, _STOP_COLUMNS, len(chunk)), _flat(chunk))
+
+
 def _insert_events(cursor, *, flights: Iterable[Change], created_at: str) -> int:
     rows = [(c.key, c.rank[0], kind, c.version, detail, created_at) for c in flights for kind, detail in c.events]
     for chunk in _chunks(rows, len(_EVENT_COLUMNS)):

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from admin_portal.models import Customer
+from admin_portal.models import Customer, ReconcileRun
 from airticket.auth import STAFF, issue_token
 from bookings import repository as repo
 from tests.zappa_support import LAMBDA_SECRET, api_gateway_event, invoke, save_settings, stage_config
@@ -94,3 +94,20 @@ def test_the_query_stage_answers_an_api_gateway_event_for_a_query_endpoint(aws_e
     body = json.loads(found["body"])
     assert (body["count"], body["results"][0]["customer_id"]) == (1, "ann")
     assert refused["statusCode"] == 401
+
+
+def test_the_cdc_stage_runs_its_scheduled_reconcile_and_keeps_the_report(aws_env, tmp_path):
+    save_settings("cdc", tmp_path)
+    [schedule] = [e for e in stage_config("cdc")["events"] if "expression" in e]
+    Customer.objects.create(customer_id="stray", full_name="Not In DynamoDB", version=1)
+    scheduled = {
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "resources": [f"arn:aws:events:us-east-1:000000000000:rule/airticket-cdc-{schedule['function']}"],
+        "detail": {},
+    }
+
+    [result] = invoke(tmp_path, [scheduled], database_url=this_database())
+
+    assert result == {"items": 0, "differences": 1}
+    assert ReconcileRun.objects.get().detail["samples"] == {"CUSTOMER": {"extra": ["stray"]}}

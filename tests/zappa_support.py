@@ -69,8 +69,9 @@ def api_gateway_event(
     }
 
 
-def invoke(directory: Path, events: list[dict], *, database_url: str | None = None) -> list[dict]:
+def invoke(directory: Path, events: list[dict], *, database_url: str | None = None, **extra_env: str) -> list[dict]:
     env = {
+        **extra_env,
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(PROJECT),
         "SECRET_KEY": LAMBDA_SECRET,

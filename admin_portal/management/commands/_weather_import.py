@@ -23,7 +23,9 @@ class WeatherImportCommand(BaseCommand):
             report = self.parse(data)
         except (ValueError, SyntaxError) as exc:  # XML syntax errors, defusedxml refusals, bad values
             raise CommandError(f"{file}: {exc}") from None
-        for reason in report.skipped:
-            self.stderr.write(f"skipped {reason}")
         counts = services.weather_alerts_import(report=report)
-        self.stdout.write(", ".join(f"{name} {value}" for name, value in counts.items()))
+        for reason in counts.reasons:
+            self.stderr.write(f"skipped {reason}")
+        for _key, link in report.links:
+            self.stderr.write(f"linked {link} (poll_weather fetches linked entries)")
+        self.stdout.write(", ".join(f"{name} {value}" for name, value in counts.as_dict().items()))

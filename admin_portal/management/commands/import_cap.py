@@ -4,7 +4,7 @@ from ._weather_import import WeatherImportCommand
 
 
 class Command(WeatherImportCommand):
-    help = "Raise (or, for a Cancel, expire) weather alerts from a CAP 1.2 alert XML file."
+    help = "Raise, update or end weather alerts from a CAP 1.1/1.2 file: an alert, an ATOM feed, an EDXL-DE wrapper or a list of alerts."
 
     def parse(self, data: bytes) -> weather.ImportReport:
         return weather.parse_cap_xml(data)

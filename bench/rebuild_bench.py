@@ -1,0 +1,241 @@
+"""Rebuild the read models from DynamoDB (moto server) while commands flow.
+
+    .venv/bin/python bench/rebuild_bench.py [--items 200000] [--rate 50] [--segments 4]
+
+Loads `--items` items into a fresh moto server (a separate process, as `make run` runs it):
+customers and their orders, booking guards, a few hundred flights. Empties the read database,
+then rebuilds it by a parallel Scan while a thread issues `--rate` profile changes per second
+and the bridge and poller carry them through the stream, and measures: items/s, the time until
+`reconcile` reports zero differences, and this process's peak memory. Then the parts alone,
+to say what bounds it: the Scan without projecting, and the projection of pre-read pages.
+Then the same rebuild from a table export (`export_table_to_point_in_time`, which moto writes).
+Writes its section of docs/BENCHMARKS.md.
+"""
+
+import argparse
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+from common import ROOT, setup_django, use_database, write_docs
+
+use_database("airticket_bench_rebuild")
+
+
+def start_moto() -> subprocess.Popen:
+    from airticket.local import free_port
+
+    port = free_port()
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    moto = subprocess.Popen([sys.executable, "-m", "airticket.moto_local", "127.0.0.1", str(port)], cwd=ROOT, stdout=subprocess.PIPE)
+    moto.stdout.readline()  # it prints its address once it listens
+    return moto
+
+
+def load(items: int) -> list[str]:
+    """Write about `items` items as the command side shapes them; returns the customer ids."""
+    from django.conf import settings
+
+    from airticket import aws
+    from bookings import repository as repo
+    from bookings import services
+
+    flights = [
+        services.flight_create(
+            flight_number=f"MU{1000 + n}",
+            flight_date=f"2027-01-{1 + n % 28:02}",
+            origin="PVG",
+            transfers=["CTU"] if n % 3 == 0 else [],
+            destination=random.Random(n).choice(["PEK", "CAN", "SZX", "XIY"]),
+            departure_time="08:00",
+            arrival_time="11:00",
+            capacity=1000,
+        )
+        for n in range(200)
+    ]
+    customer = services.customer_register(customer_id="template", full_name="Template", email="t@example.com")
+    order = services.order_place(customer_id="template", flight_number=flights[0]["flight_number"], flight_date=flights[0]["flight_date"])
+    raw = aws.dynamodb().scan(TableName=settings.DYNAMODB_TABLE, ConsistentRead=True)["Items"]
+    template_customer = next(i for i in raw if i["SK"]["S"] == "PROFILE")
+    template_order = next(i for i in raw if i["SK"]["S"].startswith("ORDER#"))
+    customers, puts = [], []
+    for n in range((items - 200) // 2):
+        customer_id = f"c{n:07d}"
+        customers.append(customer_id)
+        person = {**template_customer, "PK": {"S": f"CUSTOMER#{customer_id}"}, "customer_id": {"S": customer_id}}
+        flight = flights[n % len(flights)]
+        booking = {
+            **template_order,
+            "PK": {"S": f"CUSTOMER#{customer_id}"},
+            "SK": {"S": f"ORDER#o{n:07d}"},
+            "order_id": {"S": f"o{n:07d}"},
+            "customer_id": {"S": customer_id},
+        }
+        for name in ("flight_number", "flight_date", "origin", "destination"):
+            booking[name] = repo.marshal({name: flight[name]})[name]
+        puts += [person, booking]
+    del customer, order
+    for start in range(0, len(puts), 25):
+        request = {settings.DYNAMODB_TABLE: [{"PutRequest": {"Item": item}} for item in puts[start : start + 25]]}
+        while request:
+            request = aws.dynamodb().batch_write_item(RequestItems=request).get("UnprocessedItems") or None
+    return customers
+
+
+def empty_read_model() -> None:
+    from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop, ShardCheckpoint
+
+    for model in (FlightEvent, FlightStop, Booking, Flight, Customer, ShardCheckpoint):
+        model.objects.all().delete()
+
+
+def commands(customers: list[str], rate: float, stop: threading.Event, counter: list[int]) -> None:
+    from bookings import services
+
+    rng = random.Random(5)
+    next_at = time.monotonic()
+    while not stop.is_set():
+        services.customer_update(customer_id=rng.choice(customers), changes={"mobile": f"+86 138 {rng.randint(0, 9999):04} 0000"})
+        counter[0] += 1
+        next_at += 1 / rate
+        time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--segments", type=int, default=4)
+    args = parser.parse_args()
+    moto = start_moto()
+    try:
+        setup_django()
+        run(args)
+    finally:
+        moto.terminate()
+
+
+def run(args) -> None:
+    from django.conf import settings
+
+    from airticket import aws
+    from airticket.provisioning import provision
+    from cdc_lambda import bridge, poller, rebuild
+
+    provision()
+    started = time.perf_counter()
+    customers = load(args.items)
+    load_s = time.perf_counter() - started
+    table_items = aws.dynamodb().describe_table(TableName=settings.DYNAMODB_TABLE)["Table"]["ItemCount"]
+    # The stream carries the load too: drain it first, so the measured run starts from a stream
+    # that is current, then empty the read side (as after losing the database).
+    bridge.run(once=True)
+    poller.run(once=True, backoff_base=0)
+    empty_read_model()
+
+    stop, sent = threading.Event(), [0]
+    background = [
+        threading.Thread(target=commands, args=(customers, args.rate, stop, sent)),
+        threading.Thread(target=bridge.run, kwargs={"stop": stop, "poll_seconds": 0.2}),
+        threading.Thread(target=poller.run, kwargs={"stop": stop, "poll_seconds": 0.2}),
+    ]
+    for thread in background:
+        thread.start()
+    started = time.perf_counter()
+    result = rebuild.rebuild(segments=args.segments, state_path=None, out=lambda line: None)
+    rebuilt_s = time.perf_counter() - started
+    stop.set()
+    for thread in background:
+        thread.join()
+    bridge.run(once=True)
+    poller.run(once=True, backoff_base=0)
+    report = rebuild.reconcile(segments=args.segments)
+    zero_s = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    # The parts alone: the Scan, and the projection of pages already read.
+    started = time.perf_counter()
+    pages = [
+        items
+        for segment in range(args.segments)
+        for items, _ in rebuild.scan_pages(segment=segment, total=args.segments, start=None, only=[])
+    ]
+    scan_s = time.perf_counter() - started
+    empty_read_model()
+    started = time.perf_counter()
+    for items in pages:
+        rebuild.project(items, source="bench")
+    project_s = time.perf_counter() - started
+    scanned = sum(len(p) for p in pages)
+
+    # The export route.
+    aws.client("s3").create_bucket(Bucket="bench-exports")
+    aws.dynamodb().update_continuous_backups(
+        TableName=settings.DYNAMODB_TABLE, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
+    arn = aws.dynamodb().describe_table(TableName=settings.DYNAMODB_TABLE)["Table"]["TableArn"]
+    export = aws.dynamodb().export_table_to_point_in_time(
+        TableArn=arn, S3Bucket="bench-exports", S3Prefix="x", ExportFormat="DYNAMODB_JSON"
+    )
+    while (
+        aws.dynamodb().describe_export(ExportArn=export["ExportDescription"]["ExportArn"])["ExportDescription"]["ExportStatus"]
+        == "IN_PROGRESS"
+    ):
+        time.sleep(0.5)
+    empty_read_model()
+    started = time.perf_counter()
+    exported = rebuild.rebuild(from_export="s3://bench-exports/x/", state_path=None, out=lambda line: None)
+    export_s = time.perf_counter() - started
+
+    body = f"""`bench/rebuild_bench.py --items {args.items} --rate {args.rate:g} --segments {args.segments}` on {platform.machine()}, {os.cpu_count()} cores,
+Python {platform.python_version()}, MariaDB at 127.0.0.1, moto server in its own process (load average at the end:
+{os.getloadavg()[0]:.1f}; other work was running on the machine).
+
+| measure | value |
+|---|---|
+| items in the table (ItemCount) | {table_items:,} (loaded in {load_s:.0f} s with BatchWriteItem) |
+| rebuild by parallel Scan ({args.segments} segments) into an empty read database, {args.rate:g} commands/s flowing | {result.items:,} items in {rebuilt_s:.1f} s = **{result.items / rebuilt_s:,.0f} items/s** |
+| commands issued meanwhile (through bridge and poller) | {sent[0]} |
+| from the start to `reconcile` reporting {report.differences} differences | {zero_s:.1f} s |
+| peak memory of the process (rebuild, bridge, poller, load data) | {peak_mb:,.0f} MB |
+| the Scan alone ({args.segments} segments, 1 MB pages) | {scanned:,} items in {scan_s:.1f} s = {scanned / scan_s:,.0f} items/s |
+| the projection alone (same pages, one thread) | {scanned / project_s:,.0f} items/s |
+| rebuild from a table export (`--from-export`) | {exported.items:,} items in {export_s:.1f} s = **{exported.items / export_s:,.0f} items/s** |
+
+What bounds it: the Scan alone runs at {scanned / scan_s:,.0f} items/s and the projection alone at
+{scanned / project_s:,.0f} items/s, so here the {"Scan (moto serialises DynamoDB requests)" if scan_s > project_s else "projection (MariaDB and the decoding)"} is the limit;
+the export route skips the Scan and runs at the projection's pace.
+
+**On AWS, on paper, 100 M items of about 300 bytes** (30 GB):
+- *Parallel Scan, consistent reads:* 4 KB per read unit for a strongly consistent read, so
+  30 GB / 4 KB = 7.3 M read units (on demand, about $0.25 per million: under $2). With 64
+  segments and a projection that keeps up, the time is the projection's: at the single-process
+  rate measured here ({scanned / project_s:,.0f} items/s) {100e6 / (scanned / project_s) / 3600:.1f} h. One process projects
+  the segments' pages one batch at a time per thread; a larger Aurora writer and a faster
+  host shorten it, the read units do not change.
+  `--max-items-per-second` keeps a provisioned table's read capacity for the live traffic.
+- *Export to S3:* no read capacity at all (priced per GB exported, about $0.10/GB: $3), takes
+  its own time on AWS's side (typically tens of minutes for 30 GB), then the same projection
+  time; the rebuild reads the files, not the table.
+- *Tombstone pass and reconcile:* one BatchGetItem per 100 live rows: 1 M calls for 100 M
+  rows, again about 7 M read units.
+"""
+    write_docs("## Rebuild and reconcile (`bench/rebuild_bench.py`)", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

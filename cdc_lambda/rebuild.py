@@ -1,0 +1,519 @@
+"""Rebuild and reconcile the read models from DynamoDB, the source of truth, while the stream
+keeps flowing.
+
+Every item read from the table goes the stream's own way: it becomes the Lambda Kinesis record
+of an INSERT of that item, in the shape the streaming destination writes, and `batch.process`
+decodes and projects it. The projection's version guard (`Change.rank`) makes that safe beside
+the live stream: whichever carries the newer version wins, and an equal one changes nothing.
+A flight's INSERT carries no domain event, so a rebuild notifies nobody. An item the decoder
+refuses goes to the DLQ with its reason, like any poison record.
+
+A read row whose item is gone is tombstoned the same way: one version past the stored row,
+through the same conditional upsert, so a newer stream change still wins. Only rows projected
+before the scan began are candidates, and each is looked up again in the table (consistent
+read) first, so a row the stream created during the rebuild is never removed.
+"""
+
+import gzip
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import connection
+
+from admin_portal.models import FlightStop, ReconcileRun
+from airticket import aws
+from bookings import repository as repo
+
+from . import batch, bridge, poller, projection
+from .decode import CUSTOMER, FLIGHT, ORDER, TARGETS, Change, Poison, decode
+
+logger = logging.getLogger(__name__)
+
+ENTITIES = {"customers": CUSTOMER, "orders": ORDER, "flights": FLIGHT}
+SOURCE_ARN = "arn:aws:dynamodb:rebuild"  # names the rebuild in DLQ letters, in place of a stream
+PAGE = 500  # items per projected batch of an export file
+# A Scan page is DynamoDB's own (at most 1 MB): no Limit, because every page costs a request,
+# and moto walks the whole table for each one.
+_BATCH_GET = 100  # BatchGetItem's limit
+_APPLY_ATTEMPTS = 5
+SAMPLES = 5  # sample keys reported per kind of difference
+
+
+# --- items as stream records -----------------------------------------------------------------
+
+
+def as_records(items: list[dict], *, source: str) -> list[dict]:
+    """Marshalled items (as Scan returns them) -> Lambda Kinesis records of their INSERTs."""
+    arrived = datetime.now(UTC)
+    records = []
+    for number, item in enumerate(items, 1):
+        keys = {"PK": item["PK"], "SK": item["SK"]}
+        entry = bridge.to_kinesis_record({"eventName": "INSERT", "dynamodb": {"Keys": keys, "NewImage": item}})
+        raw = {
+            "SequenceNumber": str(number),
+            "PartitionKey": entry["PartitionKey"],
+            "Data": entry["Data"],
+            "ApproximateArrivalTimestamp": arrived,
+        }
+        records.append(poller.lambda_record(record=raw, shard_id=source, stream_arn=SOURCE_ARN))
+    return records
+
+
+def project(items: list[dict], *, source: str) -> None:
+    """Project items through the CDC handler's own path; a transient database failure is
+    retried, anything else raises (nothing half-applied: a batch is one transaction)."""
+    if not items:
+        return
+    event = {"Records": as_records(items, source=source)}
+    for attempt in range(1, _APPLY_ATTEMPTS + 1):
+        if not batch.process(event=event)["batchItemFailures"]:
+            return
+        time.sleep(min(2**attempt * 0.1, 5))
+    raise RuntimeError(f"{source}: the read database did not take a batch after {_APPLY_ATTEMPTS} attempts")
+
+
+# --- reading the table: a parallel Scan, or an S3 export ------------------------------------
+
+
+def _entity_filter(only: list[str]) -> dict:
+    if not only:
+        return {}
+    names = {f":e{n}": {"S": entity} for n, entity in enumerate(only)}
+    return {
+        "FilterExpression": f"#entity IN ({', '.join(names)})",
+        "ExpressionAttributeNames": {"#entity": "entity"},
+        "ExpressionAttributeValues": names,
+    }
+
+
+def scan_pages(*, segment: int, total: int, start: dict | None, only: list[str]) -> Iterator[tuple[list[dict], dict | None]]:
+    """One segment of a parallel, strongly consistent Scan: (items, position after them)."""
+    request = {"TableName": settings.DYNAMODB_TABLE, "Segment": segment, "TotalSegments": total, "ConsistentRead": True}
+    request |= _entity_filter(only)
+    while True:
+        page = aws.dynamodb().scan(**request, **({"ExclusiveStartKey": start} if start else {}))
+        start = page.get("LastEvaluatedKey")
+        yield page["Items"], start
+        if not start:
+            return
+
+
+def export_files(url: str) -> list[tuple[str, str]]:
+    """(bucket, key) of every data file of a DynamoDB JSON export under `s3://bucket/prefix/`.
+    AWS lists them in manifest-files.json (one JSON object per line, naming `dataFileS3Key`);
+    an export without a manifest (moto writes none) is read from its `data/` files."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"--from-export takes s3://bucket/prefix/, not {url!r}")
+    bucket, prefix = parts.netloc, parts.path.lstrip("/")
+    s3 = aws.client("s3")
+    keys = [
+        entry["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for entry in page.get("Contents", [])
+    ]
+    manifests = sorted(key for key in keys if key.endswith("manifest-files.json"))
+    if manifests:
+        lines = [line for manifest in manifests for line in s3.get_object(Bucket=bucket, Key=manifest)["Body"].read().decode().splitlines()]
+        files = [json.loads(line)["dataFileS3Key"] for line in lines if line.strip()]
+    else:
+        files = sorted(key for key in keys if "/AWSDynamoDB/" in key and "/data/" in key and key.endswith(".gz"))
+    if not files:
+        raise ValueError(f"no DynamoDB export under {url}")
+    return [(bucket, key) for key in files]
+
+
+def export_items(bucket: str, key: str, *, only: list[str]) -> list[dict]:
+    body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    text = gzip.decompress(body).decode() if key.endswith(".gz") else body.decode()
+    items = [json.loads(line)["Item"] for line in text.splitlines() if line.strip()]
+    return [item for item in items if not only or item.get("entity", {}).get("S") in only]
+
+
+# --- progress and resumption -----------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Items/s and an ETA: a bar redrawn in place on a terminal, a log line every few seconds
+    otherwise."""
+
+    total: int
+    out: Callable[[str], None]
+    tty: bool = False
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _shown: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.done += count
+            now = time.monotonic()
+            if now - self._shown >= (0.2 if self.tty else 5.0):
+                self._shown = now
+                self.out(self.line())
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done / elapsed
+        total = max(self.total, self.done)
+        eta = f"{(total - self.done) / rate:.0f} s" if rate and total else "?"
+        if self.tty:
+            filled = int(30 * self.done / total) if total else 30
+            return f"\r  [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{total} items, {rate:.0f} items/s, ETA {eta}  "
+        return f"  {self.done}/{total} items, {rate:.0f} items/s, ETA {eta}"
+
+
+@dataclass
+class RebuildState:
+    """What a rebuild has done, saved after every page so an interrupted one resumes.
+    `parts` maps a segment (or an export file) to its position: None not started, a key to go
+    on after, or "done"."""
+
+    plan: dict
+    started_at: str
+    parts: dict[str, object]
+
+    @classmethod
+    def load_or_start(cls, path: Path | None, *, plan: dict, parts: list[str]) -> "RebuildState":
+        if path and path.exists():
+            saved = json.loads(path.read_text())
+            if saved.get("plan") == plan:
+                return cls(**saved)
+            logger.warning("%s belongs to another rebuild (%s): starting over", path, saved.get("plan"))
+        return cls(plan=plan, started_at=datetime.now(UTC).isoformat(), parts=dict.fromkeys(parts))
+
+    def save(self, path: Path | None) -> None:
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(asdict(self)))
+            temporary.replace(path)  # atomic: a kill leaves the old state or the new one
+
+
+# --- rebuild ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RebuildResult:
+    items: int
+    resumed_parts: int
+    tombstoned: dict[str, int]
+    seconds: float
+
+
+def _table_item_count() -> int:
+    # DynamoDB refreshes ItemCount about every six hours: good enough for an ETA.
+    return aws.dynamodb().describe_table(TableName=settings.DYNAMODB_TABLE)["Table"].get("ItemCount", 0)
+
+
+def rebuild(
+    *,
+    segments: int = 4,
+    only: Iterable[str] = (),
+    from_export: str | None = None,
+    max_items_per_second: float | None = None,
+    state_path: Path | None = None,
+    out: Callable[[str], None] = logger.info,
+    tty: bool = False,
+) -> RebuildResult:
+    entities = sorted(ENTITIES[name] for name in only) if only else []
+    if from_export:
+        files = export_files(from_export)
+        parts = {f"{bucket}/{key}": (bucket, key) for bucket, key in files}
+    else:
+        parts = {str(n): n for n in range(segments)}
+    plan = {"table": settings.DYNAMODB_TABLE, "source": from_export or f"scan/{segments}", "only": entities}
+    state = RebuildState.load_or_start(state_path, plan=plan, parts=list(parts))
+    save_lock = threading.Lock()
+    throttle = _Throttle(max_items_per_second)
+    progress = Progress(total=0 if from_export else _table_item_count(), out=out, tty=tty)
+    began = time.monotonic()
+    resumed = sum(1 for position in state.parts.values() if position is not None)
+
+    def record(part: str, position: object) -> None:
+        with save_lock:
+            state.parts[part] = position
+            state.save(state_path)
+
+    def run_part(part: str) -> None:
+        try:
+            if state.parts[part] == "done":
+                return
+            if from_export:
+                items = export_items(*parts[part], only=entities)
+                for start in range(0, len(items), PAGE):
+                    page = items[start : start + PAGE]
+                    throttle.take(len(page))
+                    project(page, source=f"export:{part}")
+                    progress.add(len(page))
+            else:
+                start = state.parts[part]
+                for items, position in scan_pages(segment=parts[part], total=segments, start=start, only=entities):
+                    throttle.take(len(items))
+                    project(items, source=f"scan:{part}/{segments}")
+                    progress.add(len(items))
+                    record(part, position or "done")
+            record(part, "done")
+        finally:
+            connection.close()  # each worker thread has its own connection
+
+    with ThreadPoolExecutor(max_workers=len(parts) or 1, thread_name_prefix="rebuild") as pool:
+        list(pool.map(run_part, list(parts)))
+    if tty:
+        out(progress.line() + "\n")
+    tombstoned = tombstone_vanished(entities=entities or list(ENTITIES.values()), before=datetime.fromisoformat(state.started_at))
+    if state_path and state_path.exists():
+        state_path.unlink()  # finished: the next rebuild starts afresh
+    return RebuildResult(items=progress.done, resumed_parts=resumed, tombstoned=tombstoned, seconds=time.monotonic() - began)
+
+
+class _Throttle:
+    """At most `rate` items per second over all workers (None: no limit)."""
+
+    def __init__(self, rate: float | None):
+        self.rate, self.next_at, self.lock = rate, time.monotonic(), threading.Lock()
+
+    def take(self, count: int) -> None:
+        if not self.rate:
+            return
+        with self.lock:
+            wait = self.next_at - time.monotonic()
+            self.next_at = max(self.next_at, time.monotonic()) + count / self.rate
+        if wait > 0:
+            time.sleep(wait)
+
+
+# --- the read side's rows --------------------------------------------------------------------
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _stored_rows(entity: str, keys: list[str]) -> dict[str, tuple]:
+    """The stored rows of `keys`, in `TARGETS` column order, as the database returns them."""
+    target = TARGETS[entity]
+    if not keys:
+        return {}
+    columns = ", ".join(_q(c) for c in target.columns)
+    sql = f"SELECT {columns} FROM {_q(target.table)} WHERE {_q(target.columns[0])} IN ({', '.join(['%s'] * len(keys))})"  # noqa: S608 (identifiers from the models)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, keys)
+        return {row[0]: row for row in cursor.fetchall()}
+
+
+def _text_instant(value) -> str:
+    """The stored created_at as the text changes carry (see `decode._utc_text`)."""
+    if isinstance(value, datetime):
+        return str(value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value)
+    return str(value)
+
+
+def _stored_rank(row: tuple) -> tuple[str, int]:
+    return _text_instant(row[3]), int(row[1])
+
+
+def _item_key(entity: str, row: tuple) -> dict:
+    """The DynamoDB key of a read row."""
+    if entity == CUSTOMER:
+        return repo.customer_key(row[0])
+    if entity == ORDER:
+        return repo.order_key(row[5], row[0])  # customer_id is the booking's sixth column
+    number, _, day = row[0].partition("#")
+    return repo.flight_key(number, day)
+
+
+def _existing(keys: list[dict]) -> set[tuple[str, str]]:
+    """Which of these DynamoDB keys hold an item now (consistent reads)."""
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), _BATCH_GET):
+        request = {
+            settings.DYNAMODB_TABLE: {
+                "Keys": [repo.marshal(k) for k in keys[start : start + _BATCH_GET]],
+                "ConsistentRead": True,
+                "ProjectionExpression": "PK, SK",
+            }
+        }
+        while request:
+            reply = aws.dynamodb().batch_get_item(RequestItems=request)
+            found.update((item["PK"]["S"], item["SK"]["S"]) for item in reply["Responses"].get(settings.DYNAMODB_TABLE, []))
+            request = reply.get("UnprocessedKeys") or None
+    return found
+
+
+def _tombstone(entity: str, row: tuple) -> Change:
+    version = int(row[1]) + 1
+    values = list(row)
+    values[1], values[2], values[3] = version, True, _text_instant(row[3])
+    route = ()
+    if entity == FLIGHT:
+        transfers = row[TARGETS[FLIGHT].columns.index("transfers")]
+        origin, destination = row[TARGETS[FLIGHT].columns.index("origin_id")], row[TARGETS[FLIGHT].columns.index("destination_id")]
+        route = (origin, *(json.loads(transfers) if isinstance(transfers, str) else transfers), destination)
+    return Change(entity, row[0], version, True, tuple(values), route=route)
+
+
+def apply_changes(changes: list[Change]) -> None:
+    if not changes:
+        return
+    by_entity: dict[str, dict[str, Change]] = {}
+    for change in changes:
+        by_entity.setdefault(change.entity, {})[change.key] = change
+    projected_at = projection.now()
+    projection.apply([projection.Chunk(by_entity, [], projection.prepare(by_entity, projected_at=projected_at))], projected_at=projected_at)
+
+
+def _live_key_pages(entity: str, *, before: datetime | None) -> Iterator[list[str]]:
+    """Keys of live read rows (projected before `before`, if given), a page at a time."""
+    model, key = TARGETS[entity].model, TARGETS[entity].columns[0]
+    rows = model.objects.filter(deleted=False)
+    if before is not None:
+        rows = rows.filter(projected_at__lt=before)
+    last = None
+    while True:
+        page = rows.filter(**({f"{key}__gt": last} if last is not None else {})).order_by(key).values_list(key, flat=True)[:_BATCH_GET]
+        keys = list(page)
+        if not keys:
+            return
+        yield keys
+        last = keys[-1]
+
+
+def vanished_rows(entity: str, *, before: datetime | None = None) -> Iterator[tuple]:
+    """Live read rows whose item is no longer in the table."""
+    for keys in _live_key_pages(entity, before=before):
+        rows = [row for row in _stored_rows(entity, keys).values() if not row[2]]
+        present = _existing([_item_key(entity, row) for row in rows])
+        for row in rows:
+            key = _item_key(entity, row)
+            if (key["PK"], key["SK"]) not in present:
+                yield row
+
+
+def tombstone_vanished(*, entities: list[str], before: datetime) -> dict[str, int]:
+    counts = {}
+    for entity in entities:
+        stones = [_tombstone(entity, row) for row in vanished_rows(entity, before=before)]
+        for start in range(0, len(stones), PAGE):
+            apply_changes(stones[start : start + PAGE])
+        counts[entity] = len(stones)
+    return counts
+
+
+# --- reconcile -------------------------------------------------------------------------------
+
+MISSING, STALE, STOPS, EXTRA, UNREADABLE = "missing", "stale", "stops", "extra", "unreadable"
+
+
+@dataclass
+class Report:
+    items: int = 0
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # entity -> kind -> n
+    samples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    repaired: int = 0
+
+    @property
+    def differences(self) -> int:
+        return sum(n for kinds in self.counts.values() for n in kinds.values())
+
+    def add(self, entity: str, kind: str, key: str) -> None:
+        self.counts.setdefault(entity, {}).setdefault(kind, 0)
+        self.counts[entity][kind] += 1
+        samples = self.samples.setdefault(entity, {}).setdefault(kind, [])
+        if len(samples) < SAMPLES:
+            samples.append(key)
+
+    def lines(self) -> list[str]:
+        if not self.differences:
+            return [f"reconcile: {self.items} items, 0 differences"]
+        lines = [f"reconcile: {self.items} items, {self.differences} differences"]
+        for entity, kinds in sorted(self.counts.items()):
+            for kind, n in sorted(kinds.items()):
+                lines.append(f"  {entity.lower()} {kind}: {n} (e.g. {', '.join(self.samples[entity][kind])})")
+        return lines
+
+
+def _stops_differ(change: Change) -> bool:
+    stored = list(FlightStop.objects.filter(flight_id=change.key).order_by("seq").values_list("airport_id", flat=True))
+    return stored != ([] if change.deleted else list(change.route))
+
+
+def _compare_page(items: list[dict], report: Report) -> tuple[list[dict], list[Change]]:
+    """Compare one page of items with their rows; returns the items to project again and the
+    flights whose stops to write again."""
+    changes: dict[str, list[tuple[Change, dict]]] = {}
+    for record, item in zip(as_records(items, source="reconcile"), items, strict=True):
+        try:
+            change = decode(record)
+        except Poison:
+            report.add(item.get("entity", {}).get("S", "?"), UNREADABLE, f"{item['PK']['S']}|{item['SK']['S']}")
+            continue
+        if change is not None:
+            changes.setdefault(change.entity, []).append((change, item))
+            report.items += 1
+    again, stops = [], []
+    for entity, pairs in changes.items():
+        stored = _stored_rows(entity, [change.key for change, _ in pairs])
+        for change, item in pairs:
+            row = stored.get(change.key)
+            if row is None or row[2] or _stored_rank(row) < change.rank:
+                report.add(entity, MISSING if row is None or row[2] else STALE, change.key)
+                again.append(item)
+            elif entity == FLIGHT and _stops_differ(change):
+                # The row is current, so projecting it again would change nothing.
+                report.add(entity, STOPS, change.key)
+                stops.append(change)
+    return again, stops
+
+
+def reconcile(*, segments: int = 4, only: Iterable[str] = (), repair: bool = False) -> Report:
+    """Compare the table with the read models entity by entity; with `repair`, project again
+    exactly the differing items and tombstone the rows whose item is gone."""
+    entities = sorted(ENTITIES[name] for name in only) if only else sorted(ENTITIES.values())
+    report = Report()
+    lock = threading.Lock()
+
+    def run_segment(segment: int) -> None:
+        try:
+            for items, _ in scan_pages(segment=segment, total=segments, start=None, only=entities):
+                with lock:
+                    again, stops = _compare_page(items, report)
+                if repair and again:
+                    project(again, source=f"reconcile:{segment}/{segments}")
+                if repair and stops:
+                    projection.rewrite_stops(flights=stops)
+                with lock:
+                    report.repaired += (len(again) + len(stops)) if repair else 0
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=segments, thread_name_prefix="reconcile") as pool:
+        list(pool.map(run_segment, range(segments)))
+    for entity in entities:
+        extras = list(vanished_rows(entity))
+        for row in extras:
+            report.add(entity, EXTRA, row[0])
+        if repair and extras:
+            apply_changes([_tombstone(entity, row) for row in extras])
+            report.repaired += len(extras)
+    return report
+
+
+def report_save(*, report: Report) -> None:
+    ReconcileRun.objects.create(
+        items=report.items,
+        differences=report.differences,
+        repaired=report.repaired,
+        detail={"counts": report.counts, "samples": report.samples},
+    )
