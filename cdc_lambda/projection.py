@@ -145,7 +145,7 @@ def _stored_ranks(cursor, *, keys: list[str]) -> dict[str, tuple[str, int]]:
 _DEPARTS, _ARRIVES = (TARGETS[FLIGHT].columns.index(c) for c in ("departure_time", "arrival_time"))
 
 
-def _stop_rows(change: Change) -> list[tuple]:
+def stop_rows(change: Change) -> list[tuple]:
     """Each stop on the local date (and at the local time) the flight is there: see `stops`."""
     if change.deleted:  # a removed flight touches no city
         return []
@@ -164,7 +164,7 @@ def _replace_stops(cursor, *, flights: list[Change]) -> None:
     keys = [c.key for c in winners]
     for chunk in _chunks(keys, 1):
         cursor.execute(_where_in_sql(f"DELETE FROM {_q(table)}", "flight_id", len(chunk)), list(chunk))  # noqa: S608 (identifiers from the model)
-    rows = [row for change in winners for row in _stop_rows(change)]
+    rows = [row for change in winners for row in stop_rows(change)]
     for chunk in _chunks(rows, len(_STOP_COLUMNS)):
         cursor.execute(_insert_sql(table, _STOP_COLUMNS, len(chunk)), _flat(chunk))
 
@@ -177,7 +177,7 @@ def rewrite_stops(*, flights: list[Change]) -> None:
         table = FlightStop._meta.db_table
         for chunk in _chunks(keys, 1):
             cursor.execute(_where_in_sql(f"DELETE FROM {_q(table)}", "flight_id", len(chunk)), list(chunk))  # noqa: S608 (identifiers from the model)
-        rows = [row for change in flights for row in _stop_rows(change)]
+        rows = [row for change in flights for row in stop_rows(change)]
         for chunk in _chunks(rows, len(_STOP_COLUMNS)):
             cursor.execute(_insert_sql(table, _STOP_COLUMNS, len(chunk)), _flat(chunk))
 

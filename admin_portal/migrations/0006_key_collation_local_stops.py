@@ -27,7 +27,7 @@ def stops_on_local_dates(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('admin_portal', '0005_flightevent_incarnation'),
+        ('admin_portal', '0011_reconcile_run'),
     ]
 
     operations = [

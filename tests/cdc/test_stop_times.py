@@ -10,8 +10,11 @@ import pytest
 
 from admin_portal import selectors
 from admin_portal.models import AlertKind, FlightStop, Severity, WeatherAlert
+from cdc_lambda import rebuild
 from cdc_lambda.handler import handler
 from tests.cdc.changes import Items, event
+from tests.cdc.test_stream import sync
+from tests.factories import make_flight
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -112,3 +115,42 @@ def test_a_delay_past_midnight_moves_the_arrival_to_the_next_day():
     assert stops("MU5102")[-1][2] == DAY
     apply([items.flight("MU5102", departure_time="23:30", arrival_time="01:45", status="DELAYED")])
     assert stops("MU5102")[-1] == ("PVG", "DESTINATION", NEXT_DAY, time(1, 45))
+
+
+# --- reconcile knows the rule -----------------------------------------------------------------
+
+
+def overnight_flight_through_xian() -> str:
+    flight = make_flight(origin="PEK", transfers=["XIY"], destination="KMG", departure_time="22:00", arrival_time="03:00")
+    sync()
+    return f"{flight['flight_number']}#{flight['flight_date']}"
+
+
+def test_reconcile_sees_no_difference_in_a_transfer_stored_on_two_local_dates(aws_env):
+    key = overnight_flight_through_xian()
+    assert FlightStop.objects.filter(flight_id=key, seq=1).count() == 2
+    assert rebuild.reconcile(segments=1).differences == 0
+
+
+def test_reconcile_repairs_stops_left_on_the_departure_date(aws_env):
+    key = overnight_flight_through_xian()
+    departure_day = FlightStop.objects.get(flight_id=key, seq=0).flight_date
+    # What the projection wrote before stops had local dates: every stop on the departure date.
+    FlightStop.objects.filter(flight_id=key, seq=1, flight_date__gt=departure_day).delete()
+    FlightStop.objects.filter(flight_id=key, flight_date__gt=departure_day).update(flight_date=departure_day)
+
+    found = rebuild.reconcile(segments=1)
+    repaired = rebuild.reconcile(segments=1, repair=True)
+
+    assert found.counts == {"FLIGHT": {"stops": 1}}
+    assert repaired.repaired == 1
+    assert [
+        (code, day - departure_day)
+        for code, day in FlightStop.objects.filter(flight_id=key).order_by("seq", "flight_date").values_list("airport_id", "flight_date")
+    ] == [
+        ("PEK", timedelta(0)),
+        ("XIY", timedelta(0)),
+        ("XIY", timedelta(days=1)),
+        ("KMG", timedelta(days=1)),
+    ]
+    assert rebuild.reconcile(segments=1).differences == 0
