@@ -32,6 +32,7 @@ from .stops import stop_times
 # server's max_allowed_packet (16 MB by default) even with long names.
 _MYSQL_ROWS_PER_STATEMENT = 5000
 _STOP_COLUMNS = ("flight_id", "seq", "airport_id", "kind", "flight_date", "local_time")
+_DEPARTS, _ARRIVES = (TARGETS[FLIGHT].columns.index(c) for c in ("departure_time", "arrival_time"))
 _EVENT_COLUMNS = ("flight_id", "flight_created_at", "kind", "flight_version", "detail", "created_at")
 _FLIGHT_DATE = TARGETS[FLIGHT].columns.index("flight_date")
 
@@ -140,9 +141,6 @@ def _stored_ranks(cursor, *, keys: list[str]) -> dict[str, tuple[str, int]]:
         # str() of the naive datetime is the text the changes carry (see decode.Image.instant).
         found.update((row_key, ("" if created is None else str(created), version)) for row_key, created, version in cursor.fetchall())
     return found
-
-
-_DEPARTS, _ARRIVES = (TARGETS[FLIGHT].columns.index(c) for c in ("departure_time", "arrival_time"))
 
 
 def stop_rows(change: Change) -> list[tuple]:
