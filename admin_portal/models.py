@@ -13,6 +13,24 @@ from django.db import models
 from airticket.airports import airports
 
 
+class KeyField(models.CharField):
+    """A column that mirrors (part of) a DynamoDB key, and so compares the way DynamoDB does:
+    byte for byte. `Alice` and `alice` are two customers on the command side, so they must be
+    two rows here, not one row under MySQL's default case-insensitive collation.
+
+    The collation is chosen per database: `utf8mb4_bin` on MySQL/MariaDB; none on SQLite,
+    whose default (BINARY) already compares bytes. Foreign keys to a KeyField take its
+    collation (Django copies the target's), so the referencing columns match too."""
+
+    MYSQL_COLLATION = "utf8mb4_bin"
+
+    def db_parameters(self, connection):
+        params = super().db_parameters(connection)
+        if connection.vendor == "mysql":
+            params["collation"] = self.MYSQL_COLLATION
+        return params
+
+
 class Airport(models.Model):
     """IATA airports, loaded from the `airportsdata` package (`load_airports`)."""
 
@@ -45,7 +63,7 @@ class Projected(models.Model):
 
 
 class Customer(Projected):
-    customer_id = models.CharField(max_length=64, primary_key=True)
+    customer_id = KeyField(max_length=64, primary_key=True)
     full_name = models.CharField(max_length=200, db_index=True)
     mobile = models.CharField(max_length=32, blank=True)
     email = models.CharField(max_length=254, blank=True)
@@ -64,8 +82,8 @@ class FlightStatus(models.TextChoices):
 
 
 class Flight(Projected):
-    flight_key = models.CharField(max_length=32, primary_key=True, help_text="<number>#<date>")
-    flight_number = models.CharField(max_length=8)
+    flight_key = KeyField(max_length=32, primary_key=True, help_text="<number>#<date>")
+    flight_number = KeyField(max_length=8)
     flight_date = models.DateField()
     origin = models.ForeignKey(Airport, models.DO_NOTHING, db_constraint=False, related_name="+")
     destination = models.ForeignKey(Airport, models.DO_NOTHING, db_constraint=False, related_name="+")
@@ -99,18 +117,23 @@ class StopKind(models.TextChoices):
 
 class FlightStop(models.Model):
     """A flight's route as ordered stops, so "touches city X between dates" is an index lookup
-    on (airport, flight_date) instead of a scan of every route."""
+    on (airport, flight_date) instead of a scan of every route.
 
-    # No single-column indexes: the unique (flight, seq) and (airport, flight_date, flight) cover them.
+    `flight_date` is the local date at that airport when the flight is there (an overnight
+    flight's destination is on the next day); a transfer, whose time the model does not have,
+    has a row for each local date the flight may be there (see `cdc_lambda.stops`)."""
+
+    # No single-column indexes: the unique (flight, seq, date) and (airport, flight_date, flight) cover them.
     flight = models.ForeignKey(Flight, models.DO_NOTHING, db_constraint=False, db_index=False, related_name="stops")
     seq = models.PositiveSmallIntegerField()
     airport = models.ForeignKey(Airport, models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")
     kind = models.CharField(max_length=12, choices=StopKind.choices)
-    flight_date = models.DateField()
+    flight_date = models.DateField(help_text="the local date at this airport when the flight is there")
+    local_time = models.TimeField(null=True, blank=True, help_text="local departure (origin) or arrival (destination) time")
 
     class Meta:
         ordering = ["flight", "seq"]
-        constraints = [models.UniqueConstraint(fields=["flight", "seq"], name="flightstop_flight_seq")]
+        constraints = [models.UniqueConstraint(fields=["flight", "seq", "flight_date"], name="flightstop_flight_seq_date")]
         indexes = [models.Index(fields=["airport", "flight_date", "flight"], name="flightstop_airport_date")]
 
     def __str__(self) -> str:
@@ -145,11 +168,11 @@ class BookingQuerySet(models.QuerySet):
 class Booking(Projected):
     """One row per order, denormalised with its flight's route snapshot."""
 
-    order_id = models.CharField(max_length=32, primary_key=True)
+    order_id = KeyField(max_length=32, primary_key=True)
     # Covered by the composite indexes below; a single-column index each would only slow writes.
     customer = models.ForeignKey(Customer, models.DO_NOTHING, db_constraint=False, db_index=False, related_name="bookings")
     flight = models.ForeignKey(Flight, models.DO_NOTHING, db_constraint=False, db_index=False, related_name="bookings")
-    flight_number = models.CharField(max_length=8)
+    flight_number = KeyField(max_length=8)
     flight_date = models.DateField()
     origin = models.CharField(max_length=3)
     transfers = models.JSONField(default=list)
@@ -208,8 +231,9 @@ class ShardCheckpoint(models.Model):
     """Where a local consumer (the CDC poller or the DynamoDB-stream bridge) is in a shard."""
 
     consumer = models.CharField(max_length=32)  # "poller" or "bridge"
-    stream = models.CharField(max_length=256)
-    shard_id = models.CharField(max_length=128)
+    # AWS names are case-sensitive ("Changes" and "changes" are two streams).
+    stream = KeyField(max_length=256)
+    shard_id = KeyField(max_length=128)
     sequence_number = models.CharField(max_length=128, blank=True)
     # Which instance of the stream the position belongs to (its creation time, and the shard's
     # first sequence number where that is stable): a stream deleted and created again under the
@@ -386,7 +410,8 @@ class Notification(models.Model):
 
     booking = models.ForeignKey(Booking, models.DO_NOTHING, db_constraint=False, related_name="notifications")
     customer = models.ForeignKey(Customer, models.DO_NOTHING, db_constraint=False, related_name="notifications")
-    reason = models.CharField(max_length=200, help_text="what it is about, e.g. flight-cancelled:MU5159#2026-12-01")
+    # Part of the once-per-reason key, and it embeds flight keys: compared byte for byte too.
+    reason = KeyField(max_length=200, help_text="what it is about, e.g. flight-cancelled:MU5159#2026-12-01")
     recipient = models.CharField(max_length=254)
     subject = models.CharField(max_length=200)
     message = models.TextField()

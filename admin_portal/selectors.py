@@ -288,4 +288,5 @@ def flight_search(*, flights: QuerySet, term: str) -> QuerySet:
     airports = airport_codes_for_place(place=term) if term else []
     if airports:
         return flights.filter(pk__in=flight_keys_touching(airports=airports))
-    return flights.filter(flight_number__istartswith=term) if term else flights
+    # Flight numbers are upper case (the command side's format) and compared byte for byte.
+    return flights.filter(flight_number__startswith=term.upper()) if term else flights

@@ -5,6 +5,9 @@ customers, the customer id. The command Lambda verifies it with the shared secre
 no database, no session.
 """
 
+import hashlib
+import re
+import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -15,12 +18,14 @@ from rest_framework import authentication, exceptions, permissions
 _SALT = "airticket.token.v1"
 STAFF = "staff"
 CUSTOMER = "customer"
+STAFF_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 @dataclass(frozen=True)
 class Principal:
     role: str
     customer_id: str | None = None
+    staff_id: str | None = None
 
     is_authenticated = True
     is_anonymous = False
@@ -31,18 +36,28 @@ class Principal:
 
     @property
     def subject(self) -> str:
-        return STAFF if self.is_staff else f"{CUSTOMER}:{self.customer_id}"
+        """Who the caller is, for scoping what it owns (its Idempotency-Keys): one customer,
+        or one staff identity (two staff members' keys never collide)."""
+        return f"{STAFF}:{self.staff_id}" if self.is_staff else f"{CUSTOMER}:{self.customer_id}"
 
     def may_act_for(self, customer_id: str) -> bool:
         return self.is_staff or self.customer_id == customer_id
 
 
-def issue_token(*, role: str, customer_id: str | None = None) -> str:
+def issue_token(*, role: str, customer_id: str | None = None, staff_id: str | None = None) -> str:
+    """A token for a customer, or for one staff identity: `staff_id` names the person or
+    service; without one the token is an identity of its own (a random id)."""
     if role not in (STAFF, CUSTOMER):
         raise ValueError(f"unknown role {role!r}")
     if role == CUSTOMER and not customer_id:
         raise ValueError("a customer token needs a customer id")
-    payload = {"role": role, "cid": customer_id if role == CUSTOMER else None}
+    if role == STAFF:
+        staff_id = staff_id or f"token-{secrets.token_hex(8)}"
+        if not STAFF_ID.fullmatch(staff_id):
+            raise ValueError("a staff id is 1-64 letters, digits, '.', '@', '-' or '_'")
+        payload = {"role": role, "cid": None, "sid": staff_id}
+    else:
+        payload = {"role": role, "cid": customer_id}
     return signing.dumps(payload, key=settings.TOKEN_SECRET, salt=_SALT, compress=True)
 
 
@@ -55,7 +70,11 @@ def verify_token(token: str) -> Principal:
         raise exceptions.AuthenticationFailed("invalid token") from None
     if not isinstance(payload, dict) or payload.get("role") not in (STAFF, CUSTOMER):
         raise exceptions.AuthenticationFailed("invalid token")
-    return Principal(role=payload["role"], customer_id=payload.get("cid"))
+    if payload["role"] == CUSTOMER:
+        return Principal(role=CUSTOMER, customer_id=payload.get("cid"))
+    # A staff token issued before tokens named their identity is an identity of its own.
+    staff_id = payload.get("sid") or f"token-{hashlib.sha256(token.encode()).hexdigest()[:16]}"
+    return Principal(role=STAFF, staff_id=staff_id)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):

@@ -154,6 +154,16 @@ def delete(key: dict) -> None:
     aws.dynamodb().delete_item(TableName=_table(), Key=marshal(key))
 
 
+def delete_if(key: dict, *, condition: str, condition_values: dict, condition_names: dict | None = None) -> None:
+    extra = {"ExpressionAttributeNames": condition_names} if condition_names else {}
+    try:
+        aws.dynamodb().delete_item(
+            TableName=_table(), Key=marshal(key), ConditionExpression=condition, ExpressionAttributeValues=condition_values, **extra
+        )
+    except ClientError as exc:
+        _raise_condition(exc)
+
+
 def update_versioned(
     key: dict, changes: dict, *, expected_version: int, now: str, extra_condition: str = "", extra_values: dict | None = None
 ) -> dict:
@@ -215,6 +225,18 @@ def versioned_update(
 
 def put_action(key: dict, attributes: dict) -> dict:
     return {"Put": {"TableName": _table(), "Item": marshal({**key, **attributes}), "ConditionExpression": "attribute_not_exists(PK)"}}
+
+
+def conditional_put_action(key: dict, attributes: dict, *, condition: str, condition_values: dict, condition_names: dict) -> dict:
+    """A Put for a transaction that replaces the item only if `condition` holds."""
+    put = {
+        "TableName": _table(),
+        "Item": marshal({**key, **attributes}),
+        "ConditionExpression": condition,
+        "ExpressionAttributeValues": condition_values,
+        "ExpressionAttributeNames": condition_names,
+    }
+    return {"Put": put}
 
 
 def delete_action(key: dict, *, condition: str, condition_values: dict) -> dict:

@@ -6,9 +6,11 @@ other, only with a full cabin. A lost race on an item's version is retried here 
 operation is safe to retry, and surfaces as 409/412 when the caller named a version.
 """
 
+import hashlib
 import random
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from airticket.errors import Conflict, NotFound, PreconditionFailed
@@ -34,10 +36,38 @@ def _public(item: dict) -> dict:
     return {k: v for k, v in item.items() if k not in ("PK", "SK", "entity")}
 
 
+# An idempotency outcome to commit with a command's own writes (see `bookings.idempotency`):
+# given the command's result, the transaction action that records it.
+Recorder = Callable[[dict], dict]
+
+
+def _commit(actions: list[dict], *, result: dict, record: Recorder | None) -> None:
+    """One transaction of `actions`, with `record`'s outcome last when given. A failed record
+    condition means another request took over this one's Idempotency-Key: nothing is written,
+    and the caller is told to retry (the retry replays whatever the other request answers)."""
+    if record is None:
+        repo.transact(actions)
+        return
+    try:
+        repo.transact([*actions, record(result)])
+    except ConditionFailed as exc:
+        if exc.failed(len(actions)):
+            raise Conflict("a retry with this Idempotency-Key took over this request", code="idempotency_in_progress") from None
+        raise
+
+
+def _create(key: dict, item: dict, *, record: Recorder | None) -> None:
+    """Create an item (ConditionFailed if it exists), with its idempotency outcome if given."""
+    if record is None:
+        repo.put_new(key, item)
+    else:
+        _commit([repo.put_action(key, item)], result=_public(item), record=record)
+
+
 # --- customers ----------------------------------------------------------------------------
 
 
-def customer_register(*, customer_id: str, full_name: str, mobile: str = "", email: str = "") -> dict:
+def customer_register(*, customer_id: str, full_name: str, mobile: str = "", email: str = "", record: Recorder | None = None) -> dict:
     now = _now()
     item = {
         "entity": repo.CUSTOMER,
@@ -50,7 +80,7 @@ def customer_register(*, customer_id: str, full_name: str, mobile: str = "", ema
         "updated_at": now,
     }
     try:
-        repo.put_new(repo.customer_key(customer_id), item)
+        _create(repo.customer_key(customer_id), item, record=record)
     except ConditionFailed:
         raise Conflict(f"customer {customer_id} already exists", code="customer_exists") from None
     return _public(item)
@@ -73,10 +103,28 @@ def customer_get_with_orders(*, customer_id: str) -> dict:
     return {**_public(profile), "orders": orders}
 
 
-def customer_update(*, customer_id: str, changes: dict, expected_version: int | None = None) -> dict:
+def orders_digest(*, orders: list[dict]) -> str:
+    """A digest of the orders' ids and versions: it changes when an order is added, removed or
+    changed (every change bumps the order's version). Part of a customer's entity tag."""
+    text = "\n".join(sorted(f"{order['order_id']}:{order['version']}" for order in orders))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def customer_update(
+    *, customer_id: str, changes: dict, expected_version: int | None = None, expected_orders_digest: str | None = None
+) -> dict:
     """Set profile fields in one conditional update (no read first): the item must exist and,
     with If-Match, carry the expected version. Fields are set, not computed from what was
-    read, so without If-Match the last writer wins per field and the version still moves."""
+    read, so without If-Match the last writer wins per field and the version still moves.
+
+    `expected_orders_digest` comes with the tag of the customer read with its orders: the
+    orders must still be the ones read. They are checked by a read just before the update
+    (the profile's own version is still checked by the update itself): an order changed in the
+    milliseconds between the two is not seen, which only a transaction over every order could."""
+    if expected_orders_digest is not None:
+        current = customer_get_with_orders(customer_id=customer_id)
+        if orders_digest(orders=current["orders"]) != expected_orders_digest:
+            raise PreconditionFailed("the customer's orders changed since they were read")
     if changes:
         try:
             return _public(repo.update_versioned(repo.customer_key(customer_id), changes, expected_version=expected_version, now=_now()))
@@ -103,6 +151,7 @@ def flight_create(
     departure_time: str,
     arrival_time: str,
     capacity: int,
+    record: Recorder | None = None,
 ) -> dict:
     now = _now()
     item = {
@@ -125,7 +174,7 @@ def flight_create(
         "updated_at": now,
     }
     try:
-        repo.put_new(repo.flight_key(flight_number, flight_date), item)
+        _create(repo.flight_key(flight_number, flight_date), item, record=record)
     except ConditionFailed:
         raise Conflict(f"flight {flight_number} on {flight_date} already exists", code="flight_exists") from None
     return _public(item)
@@ -294,7 +343,7 @@ def _guard_release(customer_id: str, flight_number: str, flight_date: str, order
     )
 
 
-def order_place(*, customer_id: str, flight_number: str, flight_date: str) -> dict:
+def order_place(*, customer_id: str, flight_number: str, flight_date: str, record: Recorder | None = None) -> dict:
     """Book a seat: the order, its guard and the flight's seat count change in one transaction."""
     for attempt in range(_RETRIES):
         flight = _flight_to_book(flight_number, flight_date, fresh=attempt > 0)
@@ -317,7 +366,7 @@ def order_place(*, customer_id: str, flight_number: str, flight_date: str) -> di
             repo.put_action(repo.order_key(customer_id, order_id), order),
         ]
         try:
-            repo.transact(actions)
+            _commit(actions, result=_public(order), record=record)
             return _public(order)
         except ConditionFailed as exc:
             if exc.failed(0):

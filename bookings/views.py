@@ -1,7 +1,5 @@
 """Thin DRF views for the command API: authorise, validate, call a service, shape the reply."""
 
-import re
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
@@ -9,9 +7,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from airticket.auth import IsStaff
-from airticket.errors import BadRequest
 
 from . import idempotency, services
+from .http import Precondition, customer_etag, expected_version, if_match, versioned
 from .serializers import (
     CustomerCreateSerializer,
     CustomerPathSerializer,
@@ -27,29 +25,15 @@ from .serializers import (
 IDEMPOTENCY_HEADER = OpenApiParameter(
     idempotency.HEADER, str, OpenApiParameter.HEADER, description="replays the first response for the same key and body"
 )
-IF_MATCH_HEADER = OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, description="the version you read; a stale one is 412")
+IF_MATCH_HEADER = OpenApiParameter(
+    "If-Match", str, OpenApiParameter.HEADER, description='the ETag you read ("3"), or *; a stale or weak one is 412'
+)
 
 
 def validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
-
-
-def if_match(request) -> int | None:
-    raw = request.headers.get("If-Match")
-    if raw is None:
-        return None
-    match = re.fullmatch(r'\s*(?:W/)?"?(\d{1,18})"?\s*', raw)
-    if not match:
-        raise BadRequest("If-Match must be a version number", fields={"If-Match": "not a version"})
-    return int(match.group(1))
-
-
-def versioned(data: dict, status_code: int = status.HTTP_200_OK) -> Response:
-    response = Response(data, status=status_code)
-    response["ETag"] = f'"{data["version"]}"'
-    return response
 
 
 class CustomerScoped(APIView):
@@ -68,19 +52,30 @@ class CustomerListView(APIView):
         data = validated(CustomerCreateSerializer, request.data)
         if not request.user.may_act_for(data["customer_id"]):
             raise PermissionDenied("this token may not register that customer")
-        return idempotency.run(request, lambda: versioned(services.customer_register(**data), status.HTTP_201_CREATED))
+        return idempotency.run(
+            request, lambda record: services.customer_register(**data, record=record), status_code=status.HTTP_201_CREATED
+        )
 
 
 class CustomerDetailView(CustomerScoped):
     @extend_schema(responses={200: dict})
     def get(self, request, **kwargs):
-        return versioned(services.customer_get_with_orders(customer_id=self.customer_id(request, kwargs)))
+        customer = services.customer_get_with_orders(customer_id=self.customer_id(request, kwargs))
+        return versioned(customer, tag=customer_etag(customer))
 
     @extend_schema(request=CustomerUpdateSerializer, parameters=[IF_MATCH_HEADER], responses={200: dict})
     def patch(self, request, **kwargs):
         customer_id = self.customer_id(request, kwargs)
         changes = validated(CustomerUpdateSerializer, request.data)
-        return versioned(services.customer_update(customer_id=customer_id, changes=changes, expected_version=if_match(request)))
+        precondition = if_match(request) or Precondition(version=None)
+        return versioned(
+            services.customer_update(
+                customer_id=customer_id,
+                changes=changes,
+                expected_version=precondition.version,
+                expected_orders_digest=precondition.orders_digest,
+            )
+        )
 
 
 class OrderListView(CustomerScoped):
@@ -93,7 +88,11 @@ class OrderListView(CustomerScoped):
     def post(self, request, **kwargs):
         customer_id = self.customer_id(request, kwargs)
         data = validated(OrderPlaceSerializer, request.data)
-        return idempotency.run(request, lambda: versioned(services.order_place(customer_id=customer_id, **data), status.HTTP_201_CREATED))
+        return idempotency.run(
+            request,
+            lambda record: services.order_place(customer_id=customer_id, **data, record=record),
+            status_code=status.HTTP_201_CREATED,
+        )
 
 
 class OrderScoped(CustomerScoped):
@@ -111,14 +110,14 @@ class OrderDetailView(OrderScoped):
     def patch(self, request, **kwargs):
         ids = self.ids(request, kwargs)
         data = validated(OrderChangeSerializer, request.data)
-        return versioned(services.order_change(**ids, **data, expected_version=if_match(request)))
+        return versioned(services.order_change(**ids, **data, expected_version=expected_version(if_match(request))))
 
 
 class OrderCancelView(OrderScoped):
     @extend_schema(request=None, parameters=[IDEMPOTENCY_HEADER], responses={200: dict})
     def post(self, request, **kwargs):
         ids = self.ids(request, kwargs)
-        return idempotency.run(request, lambda: versioned(services.order_cancel(**ids)))
+        return idempotency.run(request, lambda record: services.order_cancel(**ids), status_code=status.HTTP_200_OK)
 
 
 class FlightListView(APIView):
@@ -127,7 +126,7 @@ class FlightListView(APIView):
     @extend_schema(request=FlightCreateSerializer, parameters=[IDEMPOTENCY_HEADER], responses={201: dict})
     def post(self, request):
         data = validated(FlightCreateSerializer, request.data)
-        return idempotency.run(request, lambda: versioned(services.flight_create(**data), status.HTTP_201_CREATED))
+        return idempotency.run(request, lambda record: services.flight_create(**data, record=record), status_code=status.HTTP_201_CREATED)
 
 
 class FlightDetailView(APIView):
@@ -141,7 +140,7 @@ class FlightDetailView(APIView):
     def patch(self, request, **kwargs):
         key = validated(FlightPathSerializer, kwargs)
         data = validated(FlightRescheduleSerializer, request.data)
-        return versioned(services.flight_reschedule(**key, **data, expected_version=if_match(request)))
+        return versioned(services.flight_reschedule(**key, **data, expected_version=expected_version(if_match(request))))
 
 
 class FlightCancelView(APIView):
@@ -150,4 +149,4 @@ class FlightCancelView(APIView):
     @extend_schema(request=None, parameters=[IDEMPOTENCY_HEADER], responses={200: dict})
     def post(self, request, **kwargs):
         key = validated(FlightPathSerializer, kwargs)
-        return idempotency.run(request, lambda: versioned(services.flight_cancel(**key)))
+        return idempotency.run(request, lambda record: services.flight_cancel(**key), status_code=status.HTTP_200_OK)

@@ -18,19 +18,21 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import NamedTuple
 
 from django.db import connection, transaction
 
-from admin_portal.models import FlightEvent, FlightStop, StopKind
+from admin_portal.models import FlightEvent, FlightStop
 
 from .decode import CUSTOMER, FLIGHT, ORDER, TARGETS, Change
+from .stops import stop_times
 
 # mysqlclient builds the statement text client-side: keep one statement well under the
 # server's max_allowed_packet (16 MB by default) even with long names.
 _MYSQL_ROWS_PER_STATEMENT = 5000
-_STOP_COLUMNS = ("flight_id", "seq", "airport_id", "kind", "flight_date")
+_STOP_COLUMNS = ("flight_id", "seq", "airport_id", "kind", "flight_date", "local_time")
+_DEPARTS, _ARRIVES = (TARGETS[FLIGHT].columns.index(c) for c in ("departure_time", "arrival_time"))
 _EVENT_COLUMNS = ("flight_id", "flight_created_at", "kind", "flight_version", "detail", "created_at")
 _FLIGHT_DATE = TARGETS[FLIGHT].columns.index("flight_date")
 
@@ -141,15 +143,13 @@ def _stored_ranks(cursor, *, keys: list[str]) -> dict[str, tuple[str, int]]:
     return found
 
 
-def _stop_rows(change: Change) -> list[tuple]:
+def stop_rows(change: Change) -> list[tuple]:
+    """Each stop on the local date (and at the local time) the flight is there: see `stops`."""
     if change.deleted:  # a removed flight touches no city
         return []
-    flight_date = change.row[_FLIGHT_DATE]
-    last = len(change.route) - 1
-    return [
-        (change.key, seq, code, StopKind.ORIGIN if seq == 0 else StopKind.DESTINATION if seq == last else StopKind.TRANSFER, flight_date)
-        for seq, code in enumerate(change.route)
-    ]
+    day, departs, arrives = change.row[_FLIGHT_DATE], change.row[_DEPARTS], change.row[_ARRIVES]
+    stops = stop_times(change.route, date.fromisoformat(day), time.fromisoformat(departs), time.fromisoformat(arrives))
+    return [(change.key, seq, code, kind, str(day), None if at is None else str(at)) for seq, code, kind, day, at in stops]
 
 
 def _replace_stops(cursor, *, flights: list[Change]) -> None:
@@ -162,7 +162,7 @@ def _replace_stops(cursor, *, flights: list[Change]) -> None:
     keys = [c.key for c in winners]
     for chunk in _chunks(keys, 1):
         cursor.execute(_where_in_sql(f"DELETE FROM {_q(table)}", "flight_id", len(chunk)), list(chunk))  # noqa: S608 (identifiers from the model)
-    rows = [row for change in winners for row in _stop_rows(change)]
+    rows = [row for change in winners for row in stop_rows(change)]
     for chunk in _chunks(rows, len(_STOP_COLUMNS)):
         cursor.execute(_insert_sql(table, _STOP_COLUMNS, len(chunk)), _flat(chunk))
 
@@ -175,7 +175,7 @@ def rewrite_stops(*, flights: list[Change]) -> None:
         table = FlightStop._meta.db_table
         for chunk in _chunks(keys, 1):
             cursor.execute(_where_in_sql(f"DELETE FROM {_q(table)}", "flight_id", len(chunk)), list(chunk))  # noqa: S608 (identifiers from the model)
-        rows = [row for change in flights for row in _stop_rows(change)]
+        rows = [row for change in flights for row in stop_rows(change)]
         for chunk in _chunks(rows, len(_STOP_COLUMNS)):
             cursor.execute(_insert_sql(table, _STOP_COLUMNS, len(chunk)), _flat(chunk))
 

@@ -414,6 +414,7 @@ def tombstone_vanished(*, entities: list[str], before: datetime) -> dict[str, in
 # --- reconcile -------------------------------------------------------------------------------
 
 MISSING, STALE, STOPS, EXTRA, UNREADABLE = "missing", "stale", "stops", "extra", "unreadable"
+_STOP_FIELDS = ("seq", "airport_id", "kind", "flight_date", "local_time")
 
 
 @dataclass
@@ -445,8 +446,11 @@ class Report:
 
 
 def _stops_differ(change: Change) -> bool:
-    stored = list(FlightStop.objects.filter(flight_id=change.key).order_by("seq").values_list("airport_id", flat=True))
-    return stored != ([] if change.deleted else list(change.route))
+    """The stored stops are not the ones the projection writes for this flight: its route, on
+    the local dates and at the local times the flight is there (see `cdc_lambda.stops`)."""
+    rows = FlightStop.objects.filter(flight_id=change.key).order_by("seq", "flight_date")
+    stored = [(seq, code, kind, str(day), None if at is None else str(at)) for seq, code, kind, day, at in rows.values_list(*_STOP_FIELDS)]
+    return stored != [row[1:] for row in projection.stop_rows(change)]
 
 
 def _compare_page(items: list[dict], report: Report) -> tuple[list[dict], list[Change]]:

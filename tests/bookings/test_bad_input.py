@@ -155,6 +155,8 @@ CASES = {
     "If-Match is not a number": header("If-Match", "abc"),
     "If-Match is negative": header("If-Match", "-1"),
     "If-Match is longer than any version": header("If-Match", "9" * 30),
+    "If-Match names two versions": header("If-Match", '"1", "2"'),
+    "If-Match is an unterminated tag": header("If-Match", '"1'),
     "If-Match on an order is a date": header(
         "If-Match", "2030-01-01", path=ORDER, body={"flight_number": "MU9", "flight_date": "2030-01-01"}
     ),

@@ -32,7 +32,7 @@ def test_a_customer_reads_their_profile_with_their_orders_newest_first(as_custom
     body = r.json()
     assert body["customer_id"] == "alice"
     assert [o["order_id"] for o in body["orders"]] == placed[::-1]
-    assert r["ETag"] == f'"{body["version"]}"'
+    assert r["ETag"].startswith(f'"{body["version"]}.')
 
 
 def test_reading_an_unknown_customer_is_404(staff):
@@ -52,9 +52,66 @@ def test_patching_a_customer_changes_the_fields_and_bumps_the_version(as_custome
 
 def test_patching_a_customer_with_the_current_if_match_succeeds(as_customer):
     make_customer("alice")
-    r = patch(as_customer("alice"), customer_url("alice"), {"full_name": "Alice B"}, if_match='W/"1"')
+    r = patch(as_customer("alice"), customer_url("alice"), {"full_name": "Alice B"}, if_match='"1"')
     assert r.status_code == 200, r.json()
     assert stored_customer("alice")["full_name"] == "Alice B"
+
+
+def test_a_weak_if_match_never_matches_so_the_patch_is_412_and_changes_nothing(as_customer):
+    make_customer("alice", full_name="Alice")
+    before = table_items()
+    r = patch(as_customer("alice"), customer_url("alice"), {"full_name": "Alice B"}, if_match='W/"1"')
+    assert r.status_code == 412
+    assert error(r)["code"] == "stale_version"
+    assert table_items() == before
+
+
+def test_if_match_star_patches_whatever_the_version(as_customer):
+    make_customer("alice")
+    alice = as_customer("alice")
+    assert patch(alice, customer_url("alice"), {"full_name": "Alice B"}).status_code == 200
+    r = patch(alice, customer_url("alice"), {"full_name": "Alice C"}, if_match="*")
+    assert r.status_code == 200, r.json()
+    assert (r.json()["version"], stored_customer("alice")["full_name"]) == (3, "Alice C")
+
+
+def test_if_match_with_a_weak_and_the_current_strong_tag_succeeds(as_customer):
+    make_customer("alice")
+    r = patch(as_customer("alice"), customer_url("alice"), {"full_name": "Alice B"}, if_match='W/"9", "1"')
+    assert r.status_code == 200, r.json()
+
+
+def test_the_customer_etag_changes_when_an_order_changes_though_the_profile_does_not(as_customer):
+    make_customer("alice")
+    alice = as_customer("alice")
+    before = alice.get(customer_url("alice"))
+    order = place_order(alice, "alice", make_flight()).json()
+    booked = alice.get(customer_url("alice"))
+    alice.post(f"{customer_url('alice')}/orders/{order['order_id']}/cancel")
+    cancelled = alice.get(customer_url("alice"))
+    assert before.json()["version"] == booked.json()["version"] == cancelled.json()["version"] == 1
+    assert len({before["ETag"], booked["ETag"], cancelled["ETag"]}) == 3
+    assert alice.get(customer_url("alice"))["ETag"] == cancelled["ETag"]
+
+
+def test_patching_with_the_customer_etag_succeeds_while_the_orders_are_unchanged(as_customer):
+    make_customer("alice")
+    alice = as_customer("alice")
+    place_order(alice, "alice", make_flight())
+    tag = alice.get(customer_url("alice"))["ETag"]
+    r = patch(alice, customer_url("alice"), {"full_name": "Alice B"}, if_match=tag)
+    assert r.status_code == 200, r.json()
+
+
+def test_patching_with_a_customer_etag_read_before_an_order_changed_is_412(as_customer):
+    make_customer("alice", full_name="Alice")
+    alice = as_customer("alice")
+    tag = alice.get(customer_url("alice"))["ETag"]
+    place_order(alice, "alice", make_flight())
+    before = table_items()
+    r = patch(alice, customer_url("alice"), {"full_name": "Alice B"}, if_match=tag)
+    assert r.status_code == 412
+    assert table_items() == before
 
 
 def test_patching_a_customer_with_a_stale_if_match_is_412_and_changes_nothing(as_customer):

@@ -2,11 +2,14 @@ from time import time as real_time
 
 import pytest
 
+from airticket.auth import STAFF, issue_token
+from airticket.errors import Conflict
 from bookings import idempotency, services
 from tests.bookings.api import (
     CUSTOMERS,
     FLIGHTS,
     booking,
+    cancel_flight_url,
     cancel_order_url,
     error,
     place_order,
@@ -17,6 +20,7 @@ from tests.bookings.api import (
     stored_orders,
     table_items,
 )
+from tests.conftest import client_with
 from tests.factories import flight_data, make_customer, make_flight
 
 
@@ -196,3 +200,180 @@ def test_a_key_whose_request_died_without_an_answer_is_free_again_once_the_claim
 
     assert retry.status_code == 201
     assert seats_booked(flight) == 1
+
+
+# --- expiry, retryable answers, takeover, staff identities (issue 16, points 4-6) -----------
+
+
+class Clock:
+    """Moves the idempotency layer's clock (only it: DynamoDB and the request signer keep theirs)."""
+
+    def __init__(self, monkeypatch):
+        self.offset = 0
+        monkeypatch.setattr(idempotency, "_now", lambda: int(real_time()) + self.offset)
+
+    def advance(self, seconds: int) -> None:
+        self.offset += seconds
+
+
+def test_a_key_past_its_ttl_behaves_as_new_even_before_dynamodb_deletes_it(as_customer, monkeypatch, settings):
+    make_customer("alice")
+    first_flight, second_flight = make_flight(), make_flight()
+    alice = as_customer("alice")
+    clock = Clock(monkeypatch)
+    assert place_order(alice, "alice", first_flight, idempotency_key="k").status_code == 201
+    clock.advance(settings.IDEMPOTENCY_TTL_SECONDS + 1)
+
+    again = place_order(alice, "alice", second_flight, idempotency_key="k")
+
+    assert again.status_code == 201, again.json()
+    assert again.get("Idempotent-Replayed") is None
+    assert (seats_booked(first_flight), seats_booked(second_flight)) == (1, 1)
+
+
+def test_a_key_within_its_ttl_still_replays(as_customer, monkeypatch, settings):
+    make_customer("alice")
+    flight = make_flight()
+    alice = as_customer("alice")
+    clock = Clock(monkeypatch)
+    first = place_order(alice, "alice", flight, idempotency_key="k")
+    clock.advance(settings.IDEMPOTENCY_TTL_SECONDS - 5)
+    assert replayed(first, place_order(alice, "alice", flight, idempotency_key="k"))
+
+
+def test_a_busy_answer_is_not_stored_so_the_retry_runs_the_command(as_customer, monkeypatch):
+    make_customer("alice")
+    flight = make_flight()
+    alice = as_customer("alice")
+
+    def busy(**kwargs):
+        raise Conflict("flight is too busy, try again", code="busy")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "order_place", busy)
+        first = place_order(alice, "alice", flight, idempotency_key="k")
+    assert (first.status_code, error(first)["code"]) == (409, "busy")
+
+    retry = place_order(alice, "alice", flight, idempotency_key="k")
+
+    assert retry.status_code == 201, retry.json()
+    assert retry.get("Idempotent-Replayed") is None
+    assert seats_booked(flight) == 1
+
+
+def test_a_retry_after_a_takeover_gets_the_original_201_when_the_original_had_committed(as_customer, monkeypatch):
+    make_customer("alice")
+    flight = make_flight()
+    alice = as_customer("alice")
+    clock = Clock(monkeypatch)
+    place = services.order_place
+
+    def committed_then_killed(**kwargs):
+        place(**kwargs)
+        raise SystemExit("the Lambda timed out after the commit, before answering")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "order_place", committed_then_killed)
+        with pytest.raises(SystemExit):
+            place_order(alice, "alice", flight, idempotency_key="k")
+    clock.advance(idempotency.ABANDONED_AFTER_SECONDS + 1)
+
+    retry = place_order(alice, "alice", flight, idempotency_key="k")
+
+    assert retry.status_code == 201, retry.json()
+    assert retry.get("Idempotent-Replayed") == "true"
+    [order] = stored_orders("alice")
+    assert retry.json()["order_id"] == order["order_id"]
+    assert seats_booked(flight) == 1
+
+
+def test_a_late_original_cannot_commit_after_a_retry_took_its_claim_over(as_customer, monkeypatch):
+    make_customer("alice")
+    flight = make_flight()
+    alice = as_customer("alice")
+    clock = Clock(monkeypatch)
+    place = services.order_place
+    took_over, calls = [], []
+
+    def slow_original(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:  # the original stalls; its client retries once the claim is abandoned
+            clock.advance(idempotency.ABANDONED_AFTER_SECONDS + 1)
+            took_over.append(place_order(alice, "alice", flight, idempotency_key="k"))
+        return place(**kwargs)
+
+    monkeypatch.setattr(services, "order_place", slow_original)
+    original = place_order(alice, "alice", flight, idempotency_key="k")
+
+    [retry] = took_over
+    assert retry.status_code == 201, retry.json()
+    assert (original.status_code, error(original)["code"]) == (409, "idempotency_in_progress")
+    [order] = stored_orders("alice")
+    assert order["order_id"] == retry.json()["order_id"]
+    assert replayed(retry, place_order(alice, "alice", flight, idempotency_key="k"))
+
+
+def test_a_late_original_that_crashes_does_not_release_the_key_of_the_request_that_took_over(as_customer, monkeypatch):
+    make_customer("alice")
+    flight = make_flight()
+    alice = as_customer("alice")
+    clock = Clock(monkeypatch)
+    place = services.order_place
+    took_over, calls = [], []
+
+    def original_that_crashes(**kwargs):
+        calls.append(kwargs)
+        if len(calls) > 1:
+            return place(**kwargs)
+        clock.advance(idempotency.ABANDONED_AFTER_SECONDS + 1)
+        took_over.append(place_order(alice, "alice", flight, idempotency_key="k"))
+        raise RuntimeError("DynamoDB fell over")
+
+    monkeypatch.setattr(services, "order_place", original_that_crashes)
+    with pytest.raises(RuntimeError):
+        place_order(alice, "alice", flight, idempotency_key="k")
+
+    [retry] = took_over
+    assert retry.status_code == 201, retry.json()
+    assert replayed(retry, place_order(alice, "alice", flight, idempotency_key="k"))
+    assert seats_booked(flight) == 1
+
+
+def test_a_late_original_does_not_overwrite_the_outcome_of_the_request_that_took_over(staff, monkeypatch):
+    flight = make_flight()
+    clock = Clock(monkeypatch)
+    cancel = services.flight_cancel
+    took_over, calls = [], []
+
+    def slow_original(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            clock.advance(idempotency.ABANDONED_AFTER_SECONDS + 1)
+            took_over.append(post(staff, cancel_flight_url(flight), idempotency_key="k"))
+            raise Conflict("flight is being changed concurrently", code="flight_changed")  # an answer that would be stored
+        return cancel(**kwargs)
+
+    monkeypatch.setattr(services, "flight_cancel", slow_original)
+    original = post(staff, cancel_flight_url(flight), idempotency_key="k")
+
+    [retry] = took_over
+    assert (retry.status_code, retry.json()["status"]) == (200, "CANCELLED")
+    assert original.status_code == 409
+    assert replayed(retry, post(staff, cancel_flight_url(flight), idempotency_key="k"))
+
+
+def test_two_staff_members_using_the_same_key_each_get_their_own_outcome(aws_env):
+    ops, planner = (client_with(issue_token(role=STAFF, staff_id=name)) for name in ("ops", "planner"))
+    first, second = flight_data(), flight_data()
+    r1 = post(ops, FLIGHTS, first, idempotency_key="same-key")
+    r2 = post(planner, FLIGHTS, second, idempotency_key="same-key")
+    assert (r1.status_code, r2.status_code) == (201, 201), (r1.json(), r2.json())
+    assert stored_flight(second) is not None
+
+
+def test_one_staff_identity_replays_its_key_across_its_tokens(aws_env):
+    data = flight_data()
+    first = post(client_with(issue_token(role=STAFF, staff_id="ops")), FLIGHTS, data, idempotency_key="k")
+    second = post(client_with(issue_token(role=STAFF, staff_id="ops")), FLIGHTS, data, idempotency_key="k")
+    assert first.status_code == 201
+    assert replayed(first, second)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from airticket import aws
+from airticket.auth import verify_token
 from tests.bookings.api import customer_url, flight_url
 from tests.conftest import client_with
 from tests.factories import make_customer, make_flight
@@ -49,6 +50,17 @@ def test_issue_token_for_staff_prints_a_token_the_api_accepts_for_staff_work(aws
     assert client_with(token).get(flight_url(flight)).status_code == 200
 
 
+def test_issue_token_for_a_named_staff_member_carries_that_identity():
+    token = command_output("issue_token", "--staff", "ops.lead").strip()
+    assert verify_token(token).subject == "staff:ops.lead"
+
+
+def test_issue_token_for_unnamed_staff_gives_each_token_its_own_identity():
+    first, second = (verify_token(command_output("issue_token", "--staff").strip()) for _ in range(2))
+    assert first.is_staff and second.is_staff
+    assert first.subject != second.subject
+
+
 def test_issue_token_for_a_customer_acts_for_that_customer_only(aws_env):
     make_customer("alice")
     make_customer("bob")
@@ -58,7 +70,15 @@ def test_issue_token_for_a_customer_acts_for_that_customer_only(aws_env):
 
 
 @pytest.mark.parametrize(
-    "args", [["--customer", "bad id!"], ["--customer", "c" * 65], ["--customer", ""], [], ["--staff", "--customer", "alice"]]
+    "args",
+    [
+        ["--customer", "bad id!"],
+        ["--customer", "c" * 65],
+        ["--customer", ""],
+        [],
+        ["--staff", "--customer", "alice"],
+        ["--staff", "bad name!"],
+    ],
 )
 def test_issue_token_refuses_a_bad_or_missing_identity(args):
     with pytest.raises(CommandError):

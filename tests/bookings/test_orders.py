@@ -255,3 +255,18 @@ def test_another_customers_order_id_under_ones_own_path_is_404(as_customer):
     assert post(alice, cancel_order_url("alice", bob_order["order_id"])).status_code == 404
     assert patch(alice, order_url("alice", bob_order["order_id"]), booking(elsewhere)).status_code == 404
     assert table_items() == before
+
+
+def test_changing_an_order_with_a_weak_if_match_is_412_and_changes_nothing(as_customer):
+    alice, _, order = alice_with_order(as_customer)
+    other = make_flight()
+    before = table_items()
+    r = patch(alice, order_url("alice", order["order_id"]), booking(other), if_match='W/"1"')
+    assert r.status_code == 412
+    assert table_items() == before
+
+
+def test_changing_an_order_with_if_match_star_succeeds(as_customer):
+    alice, _, order = alice_with_order(as_customer)
+    r = patch(alice, order_url("alice", order["order_id"]), booking(make_flight()), if_match="*")
+    assert r.status_code == 200, r.json()

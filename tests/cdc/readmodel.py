@@ -28,7 +28,7 @@ _SNAPSHOT = {
         "seats_booked",
         "status",
     ),
-    FlightStop: ("flight_id", "seq", "airport_id", "kind", "flight_date"),
+    FlightStop: ("flight_id", "seq", "airport_id", "kind", "flight_date", "local_time"),
     Booking: (
         "order_id",
         "version",
