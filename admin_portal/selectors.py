@@ -226,7 +226,12 @@ def passengers_of_stops(*, stops: QuerySet[FlightStop], status: str | None) -> Q
     bookings = booking_base(status=status)
     counted = CountFromTable(counts=counts_of(flight_keys=stops.values("flight_id"), status=status))
     # `counted_by` last: any later queryset call would drop the hint (by design, see it).
-    return bookings.filter(flight_id__in=flight_keys(stops=stops)).order_by(*BY_FLIGHT).prefetch_related("customer", "flight").counted_by(counted)
+    return (
+        bookings.filter(flight_id__in=flight_keys(stops=stops))
+        .order_by(*BY_FLIGHT)
+        .prefetch_related("customer", "flight")
+        .counted_by(counted)
+    )
 
 
 def passenger_list_by_city(

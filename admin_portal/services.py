@@ -213,7 +213,9 @@ def flight_event_superseded(*, event: FlightEvent) -> bool:
     event tells the passengers what holds, so this one need not tell them something older."""
     if event.kind != FlightEventKind.DELAYED:
         return False
-    later = FlightEvent.objects.filter(flight_id=event.flight_id, flight_created_at=event.flight_created_at, flight_version__gt=event.flight_version)
+    later = FlightEvent.objects.filter(
+        flight_id=event.flight_id, flight_created_at=event.flight_created_at, flight_version__gt=event.flight_version
+    )
     return later.exists()
 
 
@@ -259,7 +261,9 @@ def _flight_event_open(*, event: FlightEvent) -> bool:
     if flight_event_superseded(event=event):
         return False
     reason = flight_event_reason(event=event)
-    unsent = Notification.objects.filter(reason=reason, booking__in=flight_event_passengers(event=event)).exclude(status=NotificationStatus.SENT)
+    unsent = Notification.objects.filter(reason=reason, booking__in=flight_event_passengers(event=event)).exclude(
+        status=NotificationStatus.SENT
+    )
     return unsent.exists()
 
 

@@ -355,8 +355,8 @@ def _codes_json(*codes: str) -> str:
 
 
 def _order(image: dict, label: str, keys: dict, removed: bool) -> Change:
-    order_id, version, created, updated, customer_id, number, day, origin, transfers, destination, departs, arrives, status, *flight = values(
-        image, _FIELDS[ORDER], label
+    order_id, version, created, updated, customer_id, number, day, origin, transfers, destination, departs, arrives, status, *flight = (
+        values(image, _FIELDS[ORDER], label)
     )
     incarnation, flight_version = flight
     _require_key(keys, repo.order_key(customer_id, order_id))

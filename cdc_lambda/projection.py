@@ -147,7 +147,9 @@ def _stored(cursor, *, entity: str, keys: list[str], extra: tuple[str, ...] = ()
     for chunk in _chunks(keys, 1):
         cursor.execute(_where_in_sql(select, key, len(chunk)) + lock, list(chunk))
         # str() of the naive datetime is the text the changes carry (see decode.Image.instant).
-        found.update((row_key, (("" if created is None else str(created), version), *rest)) for row_key, created, version, *rest in cursor.fetchall())
+        found.update(
+            (row_key, (("" if created is None else str(created), version), *rest)) for row_key, created, version, *rest in cursor.fetchall()
+        )
     return found
 
 
@@ -189,7 +191,9 @@ def _add_counts(cursor, *, deltas: Counter) -> None:
         if connection.vendor == "mysql":
             sql = f"{head} ON DUPLICATE KEY UPDATE {passengers} = {passengers} + VALUES({passengers})"
         else:
-            sql = f"{head} ON CONFLICT ({_q('flight_id')}, {_q('status')}) DO UPDATE SET {passengers} = {passengers} + excluded.{passengers}"
+            sql = (
+                f"{head} ON CONFLICT ({_q('flight_id')}, {_q('status')}) DO UPDATE SET {passengers} = {passengers} + excluded.{passengers}"
+            )
         cursor.execute(sql, _flat(chunk))
 
 

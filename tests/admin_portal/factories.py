@@ -6,9 +6,8 @@ from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo
 
 import factory
-from django.utils import timezone
-
 from django.db.models import F
+from django.utils import timezone
 
 from admin_portal.models import Airport, Booking, Customer, Flight, FlightEvent, FlightPassengerCount, FlightStop, StopKind, WeatherAlert
 from airticket.airports import airports
