@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError, connection
 
-from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop
+from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightPassengerCount, FlightStop
 from airticket import aws
 from cdc_lambda.handler import handler
 from tests.cdc.changes import Items, event, lambda_record, redelivered
