@@ -4,8 +4,8 @@ copy of the flight, so these check that the copy an order gets is always the fli
 import pytest
 
 from airticket.errors import Conflict
-from bookings import repository as repo
 from bookings import maintenance, services
+from bookings import repository as repo
 from tests.factories import flight_data, make_customer
 
 

@@ -16,7 +16,7 @@ from bookings import services
 from cdc_lambda import bridge, poller
 from cdc_lambda.handler import handler
 from tests.cdc.changes import event, redelivered
-from tests.cdc.readmodel import checksum, passenger_counts_agree, dlq_letters
+from tests.cdc.readmodel import checksum, dlq_letters, passenger_counts_agree
 from tests.factories import flight_data, make_customer, make_flight
 
 pytestmark = pytest.mark.django_db(transaction=True)
