@@ -305,8 +305,8 @@ def test_a_booking_row_shows_its_flights_current_status_and_times_and_the_booked
     assert (row["order_id"], row["flight_status"], row["departure_time"], row["arrival_time"]) == (
         booking.order_id,
         "DELAYED",
-        "15:30",
-        "17:40",
+        "15:30:00",
+        "17:40:00",
     )
     assert (row["booked_departure_time"], row["booked_arrival_time"]) == ("08:00:00", "12:30:00")
     assert "15:30 → 17:40 <del>08:00 → 12:30</del>" in page and "DELAYED" in page
