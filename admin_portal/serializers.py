@@ -142,6 +142,13 @@ def _formatted(field: serializers.Field, value):
     return None if value is None else field.to_representation(value)
 
 
+class PassengerCountsOutput(serializers.Serializer):
+    by_status = serializers.DictField(child=serializers.IntegerField(), help_text="live bookings per status")
+    affected = serializers.IntegerField(help_text="ORDERED bookings: what every surface counts")
+    no_email = serializers.IntegerField(help_text="affected passengers without an email address in the read model")
+    notified = serializers.IntegerField(help_text="affected passengers already sent a notice (any reason)")
+
+
 class WeatherAlertOutput(serializers.ModelSerializer):
     airport = serializers.CharField(source="airport_id", allow_null=True)
     active = serializers.SerializerMethodField()

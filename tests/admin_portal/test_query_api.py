@@ -336,3 +336,23 @@ def test_a_body_over_the_upload_limit_is_a_413_in_the_api_error_shape(staff_api,
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_large"
+
+
+def test_a_selections_counts_give_totals_by_status_no_email_and_already_notified(staff_api):
+    flight = make_flight(number="MU5159", day=DAY, route=("CAN", "PVG", "PEK"))
+    BookingFactory.create_batch(3, flight=flight)
+    BookingFactory(flight=flight, customer=CustomerFactory(email=""))
+    BookingFactory.create_batch(2, flight=flight, status="CANCELLED")
+    BookingFactory(flight=make_flight(number="MU5160", day=DAY + timedelta(days=1), route=("PVG", "PEK")))
+    staff_api.post(
+        "/api/v1/notifications", {"flight_number": "MU5159", "flight_date": "2026-12-10", "subject": "s", "message": "m"}, format="json"
+    )
+
+    by_flight = staff_api.get(f"{PASSENGERS}/counts", {"flight_number": "MU5159", "flight_date": "2026-12-10"}).json()
+    by_city = staff_api.get(f"{PASSENGERS}/counts", {"city": "Shanghai", "date_from": "2026-12-10", "date_to": "2026-12-11"}).json()
+    listed = staff_api.get(PASSENGERS, {"city": "Shanghai", "date_from": "2026-12-10", "date_to": "2026-12-11"}).json()
+
+    assert by_flight == {"by_status": {"ORDERED": 4, "CANCELLED": 2}, "affected": 4, "no_email": 1, "notified": 3}
+    assert by_city == {"by_status": {"ORDERED": 5, "CANCELLED": 2}, "affected": 5, "no_email": 1, "notified": 3}
+    assert listed["count"] == by_city["affected"]
+    assert staff_api.get(f"{PASSENGERS}/counts", {"flight_number": "MU5159"}).status_code == 400
