@@ -256,6 +256,31 @@ def test_a_database_failure_mid_batch_commits_nothing_and_fails_the_batch_from_i
     assert (Customer.objects.count(), Flight.objects.count(), FlightStop.objects.count(), Booking.objects.count()) == (2, 1, 3, 1)
 
 
+def test_a_database_failure_at_the_passenger_counts_rolls_the_bookings_back_and_the_retry_counts_each_once():
+    items = Items()
+    records = [items.flight("MU6"), items.order("a", "o1", number="MU6"), items.order("b", "o2", number="MU6")]
+    records += [items.order("a", "o1", status="CANCELLED")]
+    apply(records[:2])
+    table = FlightPassengerCount._meta.db_table
+
+    def fail_at_the_counts(execute, sql, params, many, context):
+        if table in sql and sql.lstrip().upper().startswith("INSERT"):
+            raise OperationalError(2013, "Lost connection to server during query")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(fail_at_the_counts):
+        response = apply(records)
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["kinesis"]["sequenceNumber"]}]}
+    assert Booking.objects.get(pk="o1").status == "ORDERED" and not Booking.objects.filter(pk="o2").exists()
+    assert apply(records) == NO_FAILURES
+    assert apply([redelivered(r) for r in records]) == NO_FAILURES
+    assert dict(FlightPassengerCount.objects.filter(flight_id="MU6#2026-12-01").values_list("status", "passengers")) == {
+        "ORDERED": 1,
+        "CANCELLED": 1,
+    }
+    assert passenger_counts_agree()
+
+
 def test_a_connection_killed_by_the_server_mid_batch_is_reported_and_replaced():
     if connection.vendor != "mysql":
         pytest.skip("needs a database server whose connections can be killed")
