@@ -540,13 +540,13 @@ def environment(run: dict) -> str:
 NOTES = """How: the passenger indexes end in `deleted`, so selecting, counting and ordering a page of bookings
 reads the index only; a page's keys are read first and its 50 rows then fetched by primary key alone
 (deferred join, `admin_portal/pagination.py`); a city or weather selection is paged with its flight keys
-inlined, so MariaDB walks the index in page order and stops at the page's end, and counted exactly by a
-semi-join on the flight stops (3.5 ms for the ~18,000 index entries of a 7-day hub, against 5.5 ms with the
-~400 inlined keys, each entry re-checked against the IN list); passenger rows are written out rather than
+inlined, so MariaDB walks the index in page order and stops at the page's end, and counted exactly from
+the per-flight passenger counts the CDC projection keeps with the bookings (`FlightPassengerCount`, a
+semi-join on the flight stops: one index entry per flight and status, ~400 for a 7-day hub, where counting
+the bookings read ~18,000 index entries); passenger rows are written out rather than
 through DRF's generic ModelSerializer path (which rebuilt 14 fields per request); admin lists never count
-past 10,000. What is left in an API call (each part timed alone, warm): the count (~4 ms), the other
-four or five statements (~3 ms) and Django/DRF (~7 ms: the filter form, building the ~400-key IN list,
-50 model instances and their customers, JSON). With the 128 MB default pool a 7-day hub's index pages are
+past 10,000. Each row also carries its flight's current status and times (one more statement: the
+page's flights by primary key). With the 128 MB default pool a 7-day hub's index pages are
 often not in memory and come from disk. Another engineer's benchmark shares the CPUs and the server, so the
 p95 column follows the load average recorded above: between runs of this version minutes apart, the city
 and weather p95s with the 2 GiB pool differed by up to 1.8x (medians by 1.3x); a run is only comparable
