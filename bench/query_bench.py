@@ -451,6 +451,14 @@ def measure(rng: random.Random, flights: list, runs: int, *, api_only: bool = Fa
             (f"SELECT COALESCE(SUM(passengers), 0) FROM {counts} WHERE flight_id IN ({inlined}) AND status = 'ORDERED'", keys),  # noqa: S608
         ]
 
+    def lab_flight():
+        n, d, _ = rng.choice(flights)
+        return f"SELECT * FROM {LAB_TABLE} WHERE flight_number = '{n}' AND flight_date = '{d}' AND status = 'ORDERED'"
+
+    def lab_city():
+        city = rng.choice(HUBS)
+        return f"SELECT * FROM {LAB_TABLE} WHERE (origin = '{city}' OR destination = '{city}' OR transfers LIKE '%{city}%') AND status = 'ORDERED'"
+
     lab_runs = max(5, runs // 20)
     # The API, the bare SQL and the lab's shape in the same phase, so their ratios compare
     # like with like (absolute times move with the machine's load).
