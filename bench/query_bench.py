@@ -539,7 +539,7 @@ def environment(run: dict) -> str:
         pool = f"InnoDB buffer pool {mb(run['pool'])} (the server's, left as found)"
     return (
         f"MariaDB {version}; {pool}. Booking table: {int(data) // 2**20} MB data + {int(index) // 2**20} MB indexes. "
-        f"{os.cpu_count()} CPUs shared with another engineer's benchmark runs: load average {run['load_before']} (1, 5, 15 min) "
+        f"{os.cpu_count()} CPUs shared with other engineers' test and benchmark runs: load average {run['load_before']} (1, 5, 15 min) "
         f"before measuring, {loadavg()} at the end."
     )
 
@@ -570,8 +570,7 @@ def table(results, run: dict, load_seconds: float | None) -> str:
     lines = [
         "Command (loads `airticket_bench_query` unless `--reuse` finds it loaded; `--buffer-pool-mb` defaults to 2048), as run for these numbers:",
         "",
-        "    DATABASE_URL=mysql://root@127.0.0.1:3306/airticket_bench_query .venv/bin/python bench/query_bench.py "
-        + " ".join(sys.argv[1:]),
+        f"    DATABASE_URL={os.environ['DATABASE_URL']} .venv/bin/python bench/query_bench.py " + " ".join(sys.argv[1:]),
         "",
         f"Data: {BOOKINGS:,} bookings (10% cancelled) of {CUSTOMERS:,} customers on {FLIGHTS:,} flights "
         f"({FLIGHTS // DAYS:,} flight numbers x {DAYS} days over {len(HUBS)} hub airports; 35% with one or two transfers), "
