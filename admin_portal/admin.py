@@ -33,7 +33,18 @@ from bookings import services as commands
 from . import operations, selectors, services
 from .filters import PassengerFilter
 from .forms import ConfirmForm, NotifyForm, RescheduleForm, WeatherNotifyForm
-from .models import Airport, Booking, Customer, Flight, FlightEvent, Notification, ReconcileRun, ShardCheckpoint, WeatherAlert
+from .models import (
+    Airport,
+    Booking,
+    BookingStatus,
+    Customer,
+    Flight,
+    FlightEvent,
+    Notification,
+    ReconcileRun,
+    ShardCheckpoint,
+    WeatherAlert,
+)
 from .pagination import DeferredJoinPaginator
 
 admin.site.site_header = "Air-ticket staff portal"
@@ -132,6 +143,17 @@ class FormFilter(admin.ListFilter):
         raise NotImplementedError
 
 
+class PassengerFormFilter(FormFilter):
+    """A passenger selection. "Affected" means ORDERED, as in the query API and the notify
+    action, so all three count the same; another status is the status filter's explicit choice."""
+
+    def queryset(self, request, queryset):
+        selected = super().queryset(request, queryset)
+        if self.used_parameters and "status__exact" not in request.GET:
+            selected = selected.filter(status=BookingStatus.ORDERED)
+        return selected
+
+
 def _passenger_query(values: dict) -> dict:
     """Validate like the query API does (same FilterSet), or refuse the lookup."""
     filterset = PassengerFilter(data=values, queryset=Booking.objects.none())
@@ -140,7 +162,7 @@ def _passenger_query(values: dict) -> dict:
     return filterset.form.cleaned_data
 
 
-class FlightPassengersFilter(FormFilter):
+class FlightPassengersFilter(PassengerFormFilter):
     title = "passengers of a flight"
     inputs = (("flight_number", "flight number", "text"), ("flight_date", "date", "date"))
 
@@ -149,7 +171,7 @@ class FlightPassengersFilter(FormFilter):
         return queryset.filter(flight_number=data["flight_number"], flight_date=data["flight_date"])
 
 
-class ThroughCityFilter(FormFilter):
+class ThroughCityFilter(PassengerFormFilter):
     title = "bookings through a city (incl. transfers)"
     inputs = (("city", "city or IATA code", "text"), ("city_from", "from", "date"), ("city_to", "to", "date"))
 
@@ -162,7 +184,7 @@ class ThroughCityFilter(FormFilter):
         return queryset.filter(flight_id__in=touching) if airports else queryset.none()
 
 
-class WeatherAffectedFilter(FormFilter):
+class WeatherAffectedFilter(PassengerFormFilter):
     title = "affected by weather"
     inputs = (("weather", "alert id, or 'active'", "text"),)
 
@@ -378,7 +400,8 @@ class BookingAdmin(ReadModelAdmin):
         "flight_number",
         "flight_date",
         "route",
-        "departure_time",
+        "schedule",
+        "flight_status",
         "status",
         "created_at",
     ]
@@ -398,7 +421,7 @@ class BookingAdmin(ReadModelAdmin):
     actions = ["notify_passengers"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(deleted=False).prefetch_related("customer")
+        return super().get_queryset(request).filter(deleted=False).prefetch_related("customer", "flight")
 
     def get_ordering(self, request):
         """Newest first for browsing; a selection or search is ordered the way its index is,
@@ -439,6 +462,19 @@ class BookingAdmin(ReadModelAdmin):
     @admin.display(description="route")
     def route(self, booking):
         return route_of(booking)
+
+    @admin.display(description="departs / arrives")
+    def schedule(self, booking):
+        """The flight's times now; the booked ones beside them when they differ."""
+        now = selectors.booking_schedule(booking=booking)
+        current = f"{now.departure_time:%H:%M} → {now.arrival_time:%H:%M}"
+        if now.booked_departure_time is None:
+            return current
+        return format_html("{} <del>{} → {}</del>", current, f"{now.booked_departure_time:%H:%M}", f"{now.booked_arrival_time:%H:%M}")
+
+    @admin.display(description="flight")
+    def flight_status(self, booking):
+        return selectors.booking_schedule(booking=booking).flight_status or "(not in the read model)"
 
     @admin.action(description="Notify the selected passengers")
     def notify_passengers(self, request, queryset):

@@ -21,10 +21,18 @@ from rest_framework.views import APIView
 from airticket.auth import BearerTokenAuthentication, IsStaff
 
 from . import services
-from .filters import CustomerFilter, PassengerFilter, WeatherAlertFilter, passenger_selection
+from .filters import CustomerFilter, PassengerFilter, WeatherAlertFilter, passenger_selection, passenger_selection_counts
 from .models import AlertSource, Booking, Customer, WeatherAlert
 from .pagination import DeferredJoinPaginator
-from .serializers import CustomerOutput, NotifyInput, NotifyOutput, PassengerOutput, WeatherAlertInput, WeatherAlertOutput
+from .serializers import (
+    CustomerOutput,
+    NotifyInput,
+    NotifyOutput,
+    PassengerCountsOutput,
+    PassengerOutput,
+    WeatherAlertInput,
+    WeatherAlertOutput,
+)
 
 MAX_PAGE = 1_000_000
 
@@ -87,6 +95,24 @@ class PassengerListApi(FilteredListApi):
     queryset = Booking.objects.none()
     filterset_class = PassengerFilter
     serializer_class = PassengerOutput
+
+
+class PassengerCountsApi(StaffQueryApi, APIView):
+    """The counts of a passenger selection (same parameters as GET passengers, `status`
+    ignored): live bookings by status, and the affected (ORDERED) ones with no email address
+    and already notified. `affected` is the `count` GET passengers and the notify action report."""
+
+    @extend_schema(responses={200: PassengerCountsOutput})
+    def get(self, request):
+        allowed = set(PassengerFilter.base_filters) | {"format"}
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            raise ValidationError({name: ["unknown query parameter"] for name in unknown})
+        filterset = PassengerFilter(data=request.query_params, queryset=Booking.objects.none())
+        if not filterset.is_valid():
+            raise translate_validation(filterset.errors)
+        counts = passenger_selection_counts(filterset.form.cleaned_data)
+        return Response(PassengerCountsOutput(counts).data)
 
 
 class WeatherAlertListApi(FilteredListApi):

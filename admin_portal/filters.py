@@ -106,10 +106,32 @@ def passenger_selection(data: dict):
         return selectors.passenger_list_by_city(
             city=data["city"], date_from=data.get("date_from"), date_to=data.get("date_to"), status=status
         )
+    return selectors.passenger_list_by_alerts(alerts=_alerts(data), status=status)
+
+
+def _alerts(data: dict) -> list:
     if data["weather"] == "active":
-        return selectors.passenger_list_by_weather(at=timezone.now(), status=status)
-    alerts = list(selectors.weather_alert_list().filter(pk=int(data["weather"])))
-    return selectors.passenger_list_by_alerts(alerts=alerts, status=status)
+        return list(selectors.weather_alert_list(active_at=timezone.now()))
+    return list(selectors.weather_alert_list().filter(pk=int(data["weather"])))
+
+
+def passenger_selection_counts(data: dict) -> selectors.PassengerCounts:
+    """The counts of a validated passenger query's selection (whatever its status): totals by
+    status from the per-flight counts, and its ORDERED passengers without an email address
+    or already notified."""
+    if data.get("flight_number"):
+        keys = [f"{data['flight_number']}#{data['flight_date']:%Y-%m-%d}"]
+    elif data.get("city"):
+        airports = selectors.airport_codes_for_place(place=data["city"])
+        keys = (
+            selectors.stops_touching(airports=airports, date_from=data.get("date_from"), date_to=data.get("date_to"))
+            .order_by()
+            .values("flight_id")
+        )
+    else:
+        stops = selectors.stops_alerted(alerts=_alerts(data))
+        keys = stops.order_by().values("flight_id") if stops is not None else []
+    return selectors.passenger_counts(flight_keys=keys, affected=passenger_selection({**data, "status": BookingStatus.ORDERED}))
 
 
 class CustomerFilter(StrictFilterSet):

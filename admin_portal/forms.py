@@ -6,6 +6,9 @@ from django.core.validators import RegexValidator
 from bookings.serializers import TIME
 
 hhmm = RegexValidator(f"^(?:{TIME.pattern})$", "a time as HH:MM")
+# A mail subject is a header: a line break in it would be header injection (and Django refuses
+# to send it), so it is refused here, before any row is recorded.
+single_line = RegexValidator(r"\A[^\r\n]*\Z", "a single line: no line breaks")
 
 
 class ConfirmForm(forms.Form):
@@ -13,7 +16,7 @@ class ConfirmForm(forms.Form):
 
 
 class NotifyForm(forms.Form):
-    subject = forms.CharField(max_length=200)
+    subject = forms.CharField(max_length=200, validators=[single_line])
     message = forms.CharField(max_length=5000, widget=forms.Textarea(attrs={"rows": 6, "cols": 80}))
 
 

@@ -7,6 +7,8 @@ flight. Every projected row keeps the source item's `version`; a removed item le
 tombstone (`deleted=True`) whose version is one past the last image, so a late change is ignored.
 """
 
+from datetime import UTC, datetime, timedelta
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -150,9 +152,9 @@ class BookingQuerySet(models.QuerySet):
 
     _count_query = None
 
-    def counted_by(self, count_query: "BookingQuerySet") -> "BookingQuerySet":
-        """This selection, counted by running `count_query` (the same rows, selected another
-        way). The hint lives on this queryset only: Django rebuilds a queryset for every
+    def counted_by(self, count_query) -> "BookingQuerySet":
+        """This selection, counted by `count_query.count()` (the same rows, selected another
+        way, or counted from `FlightPassengerCount`). The hint lives on this queryset only: Django rebuilds a queryset for every
         `filter()`, `order_by()` or slice, and the rebuilt one counts itself again, so a
         narrowed selection is never counted by the wider query."""
         clone = self._chain()
@@ -180,6 +182,13 @@ class Booking(Projected):
     departure_time = models.TimeField()
     arrival_time = models.TimeField()
     status = models.CharField(max_length=10, choices=BookingStatus.choices)
+    # The incarnation (creation time) of the flight the order was booked on: a flight removed
+    # and created again under the same number and date is another flight, whose events are
+    # not this booking's business. NULL for orders written before orders carried it.
+    flight_created_at = models.DateTimeField(null=True, blank=True)
+    # The version of that flight the booking was made on: schedule changes (delays) at a higher
+    # version happened after the booking, those at or below it before. NULL as above.
+    flight_version = models.PositiveBigIntegerField(null=True, blank=True)
 
     objects = BookingQuerySet.as_manager()
 
@@ -197,6 +206,22 @@ class Booking(Projected):
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.flight_number} {self.flight_date}"
+
+
+class FlightPassengerCount(models.Model):
+    """How many live bookings a flight has, per booking status. Kept by the CDC projection in
+    the same transaction as the bookings (a delta per booking change that wins), so exact
+    counts are one index read instead of a count over the bookings."""
+
+    flight = models.ForeignKey(Flight, models.DO_NOTHING, db_constraint=False, db_index=False, related_name="passenger_counts")
+    status = models.CharField(max_length=10, choices=BookingStatus.choices)
+    passengers = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["flight", "status"], name="passengercount_once")]
+
+    def __str__(self) -> str:
+        return f"{self.flight_id} {self.status}: {self.passengers}"
 
 
 class FlightEventKind(models.TextChoices):
@@ -308,6 +333,14 @@ class AlertSource(models.TextChoices):
     CAP = "CAP"
 
 
+# Weather warnings last hours or days, not years (METAR-based ones 3 hours, CAP typhoon
+# warnings a few days): a longer window, or one outside these years, is a typing error, and
+# such dates overflow time-zone arithmetic at the ends of the calendar.
+MAX_ALERT_DURATION = timedelta(days=31)
+ALERT_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+ALERT_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 class WeatherAlert(models.Model):
     """Extreme weather for a city (every airport in it) or a single airport."""
 
@@ -346,8 +379,17 @@ class WeatherAlert(models.Model):
         # An airport whose data has no city (many small fields) still counts by its IATA code.
         if not self.city and not self.airport_id:
             raise ValidationError({"city": "give a city or an airport"})
+        errors = {}
+        for name in ("valid_from", "valid_to"):
+            value = getattr(self, name)
+            if value and not ALERT_EARLIEST <= value <= ALERT_LATEST:
+                errors[name] = f"must be between {ALERT_EARLIEST:%Y-%m-%d} and {ALERT_LATEST:%Y-%m-%d} (UTC)"
+        if errors:
+            raise ValidationError(errors)
         if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
             raise ValidationError({"valid_to": "must be after valid_from"})
+        if self.valid_from and self.valid_to and self.valid_to - self.valid_from > MAX_ALERT_DURATION:
+            raise ValidationError({"valid_to": f"an alert lasts at most {MAX_ALERT_DURATION.days} days"})
 
 
 class WeatherMessage(models.Model):

@@ -13,17 +13,27 @@ import functools
 import operator
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import reduce
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from airticket.airports import airports
 from bookings.serializers import FLIGHT_NUMBER
 
-from .models import Booking, BookingStatus, Customer, FlightStop, WeatherAlert
+from .models import (
+    Booking,
+    BookingStatus,
+    Customer,
+    Flight,
+    FlightPassengerCount,
+    FlightStop,
+    Notification,
+    NotificationStatus,
+    WeatherAlert,
+)
 
 # Multi-flight selections (status fixed) are ordered by flight then order: with status and
 # deleted fixed by equalities, that is the passenger index's own order (flight, status,
@@ -54,9 +64,110 @@ def customer_of(booking: Booking) -> Customer | None:
         return None
 
 
+def flight_of(booking: Booking) -> Flight | None:
+    """The (prefetched) flight the booking was made on, or None when that incarnation is not
+    in the read model: not projected yet, removed, or replaced by a flight created again under
+    the same number and date."""
+    try:
+        flight = booking.flight
+    except Flight.DoesNotExist:
+        return None
+    if flight.deleted or (booking.flight_created_at is not None and flight.created_at != booking.flight_created_at):
+        return None
+    return flight
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A booking's flight as it is now, and as it was booked where that differs."""
+
+    flight_status: str | None  # None: the flight it was booked on is not in the read model
+    departure_time: time
+    arrival_time: time
+    booked_departure_time: time | None = None
+    booked_arrival_time: time | None = None
+
+
+def booking_schedule(*, booking: Booking) -> Schedule:
+    flight = flight_of(booking)
+    if flight is None:
+        return Schedule(flight_status=None, departure_time=booking.departure_time, arrival_time=booking.arrival_time)
+    moved = (flight.departure_time, flight.arrival_time) != (booking.departure_time, booking.arrival_time)
+    return Schedule(
+        flight_status=flight.status,
+        departure_time=flight.departure_time,
+        arrival_time=flight.arrival_time,
+        booked_departure_time=booking.departure_time if moved else None,
+        booked_arrival_time=booking.arrival_time if moved else None,
+    )
+
+
+@dataclass(frozen=True)
+class PassengerCounts:
+    """What staff see next to a flight or a selection. `by_status` comes from the projection's
+    per-flight counts; `affected` is the ORDERED total, the number every surface reports."""
+
+    by_status: dict[str, int]
+    no_email: int
+    notified: int
+
+    @property
+    def affected(self) -> int:
+        return self.by_status.get(BookingStatus.ORDERED, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+@dataclass(frozen=True)
+class CountFromTable:
+    """The exact count of a booking selection, read from the per-flight counts (a sum over a
+    few index entries) instead of counting the bookings: for `BookingQuerySet.counted_by`."""
+
+    counts: QuerySet[FlightPassengerCount]
+
+    def count(self) -> int:
+        return int(self.counts.order_by().aggregate(n=Sum("passengers"))["n"] or 0)
+
+
+def counts_of(*, flight_keys: list[str] | QuerySet, status: str | None) -> QuerySet[FlightPassengerCount]:
+    counts = FlightPassengerCount.objects.filter(flight_id__in=flight_keys)
+    return counts.filter(status=status) if status else counts
+
+
+def status_counts(*, flight_keys: list[str] | QuerySet) -> dict[str, int]:
+    """Live bookings per status over flights, from the per-flight counts (an index read per
+    flight, not a count over the bookings)."""
+    rows = counts_of(flight_keys=flight_keys, status=None).values("status").annotate(n=Sum("passengers")).order_by()
+    counts = {status: 0 for status in BookingStatus.values}
+    counts.update({row["status"]: int(row["n"] or 0) for row in rows})
+    return counts
+
+
+def passenger_counts(*, flight_keys: list[str] | QuerySet, affected: QuerySet[Booking]) -> PassengerCounts:
+    """Counts of a selection: `flight_keys` are its flights, `affected` its ORDERED bookings
+    (for the two numbers that depend on other tables: customers without an email address, and
+    passengers already sent a notice, for any reason)."""
+    affected = affected.order_by()
+    no_email = affected.exclude(Exists(Customer.objects.filter(pk=OuterRef("customer_id")).exclude(email=""))).count()
+    notified = affected.filter(Exists(Notification.objects.filter(booking_id=OuterRef("pk"), status=NotificationStatus.SENT))).count()
+    return PassengerCounts(by_status=status_counts(flight_keys=flight_keys), no_email=no_email, notified=notified)
+
+
+def flight_passenger_counts(*, flight: Flight) -> PassengerCounts:
+    """A flight's passengers: totals by status, ORDERED ones without an email address, and
+    ORDERED ones already notified (the staff portal's flight page)."""
+    affected = booking_base(status=BookingStatus.ORDERED).filter(flight_id=flight.pk)
+    return passenger_counts(flight_keys=[flight.pk], affected=affected)
+
+
 def passenger_list_by_flight(*, flight_number: str, flight_date: date, status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
     bookings = booking_base(status=status).filter(flight_number=flight_number, flight_date=flight_date)
-    return bookings.order_by("order_id").prefetch_related("customer")
+    key = f"{flight_number}#{flight_date:%Y-%m-%d}"
+    counted = CountFromTable(counts=counts_of(flight_keys=[key], status=status))
+    # `counted_by` last: any later queryset call would drop the hint (by design, see it).
+    return bookings.order_by("order_id").prefetch_related("customer", "flight").counted_by(counted)
 
 
 @functools.cache
@@ -107,16 +218,20 @@ def passengers_of_stops(*, stops: QuerySet[FlightStop], status: str | None) -> Q
     """Bookings whose flight has one of `stops`, in flight order, for a paginated list.
 
     Two plans for one set of rows: a page is read with the flight keys inlined (`flight_keys`),
-    and the exact count runs as a semi-join on the stops. Counting with the inlined list makes
-    MariaDB re-check every one of the ~18,000 index entries of a 7-day hub selection against
-    the ~400-key IN list (5.5 ms warm); the semi-join reads the same entries by `ref` lookups
-    per flight (3.3 ms), and, unlike a plain join, counts a booking once when its flight
-    touches two selected airports (JFK and LHR under two alerts)."""
+    and the exact count is summed from the per-flight counts of the same flights, a semi-join
+    on the stops: one index entry per flight and status instead of one per booking (~18,000
+    for a 7-day hub selection), and, unlike a plain join, a flight touching two selected
+    airports (JFK and LHR under two alerts) is counted once."""
     stops = stops.order_by()  # FlightStop orders by its flight, which would join Flight
     bookings = booking_base(status=status)
-    counted = bookings.filter(flight_id__in=stops.values("flight_id"))
+    counted = CountFromTable(counts=counts_of(flight_keys=stops.values("flight_id"), status=status))
     # `counted_by` last: any later queryset call would drop the hint (by design, see it).
-    return bookings.filter(flight_id__in=flight_keys(stops=stops)).order_by(*BY_FLIGHT).prefetch_related("customer").counted_by(counted)
+    return (
+        bookings.filter(flight_id__in=flight_keys(stops=stops))
+        .order_by(*BY_FLIGHT)
+        .prefetch_related("customer", "flight")
+        .counted_by(counted)
+    )
 
 
 def passenger_list_by_city(
@@ -158,8 +273,17 @@ def _local_dates(*, valid_from: datetime, valid_to: datetime, tz_name: str) -> t
         tz = ZoneInfo(tz_name) if tz_name else ZoneInfo("UTC")
     except (ZoneInfoNotFoundError, ValueError):
         tz = ZoneInfo("UTC")
-    last_instant = valid_to - timedelta(microseconds=1)
-    return valid_from.astimezone(tz).date(), last_instant.astimezone(tz).date()
+    return _local_day(valid_from, tz), _local_day(valid_to - timedelta(microseconds=1), tz)
+
+
+def _local_day(instant: datetime, tz: ZoneInfo) -> date:
+    """The local date of an instant; the calendar's own end at its ends. New alerts are kept
+    within sane years (`WeatherAlert.clean`), but a row stored before that rule, or written
+    another way, must not break every weather page with an OverflowError."""
+    try:
+        return instant.astimezone(tz).date()
+    except OverflowError:
+        return date.min if instant.year <= 1 else date.max
 
 
 def alert_footprint(*, alert: WeatherAlert) -> AlertFootprint:

@@ -3,12 +3,15 @@
 import re
 
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from airticket.airports import is_known_iata
 
+from .forms import single_line
 from .models import AlertKind, Booking, Customer, Severity, WeatherAlert
-from .selectors import customer_of
+from .selectors import booking_schedule, customer_of
 
 REASON = re.compile(r"[A-Za-z0-9:#@._\-]{1,100}")
 
@@ -27,10 +30,19 @@ class PassengerCustomer(serializers.Serializer):
 
 
 class PassengerOutput(serializers.ModelSerializer):
-    """One row per booking: who, how to reach them, the order and its flight."""
+    """One row per booking: who, how to reach them, the order and its flight as it is now:
+    `flight_status` and the current `departure_time`/`arrival_time`; `booked_departure_time`/
+    `booked_arrival_time` are the times booked when they differ (else null). `flight_status`
+    is null when the flight the order was booked on is not in the read model (not projected
+    yet, or removed)."""
 
     customer = serializers.SerializerMethodField()
     route = serializers.SerializerMethodField()
+    flight_status = serializers.SerializerMethodField()
+    departure_time = serializers.SerializerMethodField()
+    arrival_time = serializers.SerializerMethodField()
+    booked_departure_time = serializers.SerializerMethodField()
+    booked_arrival_time = serializers.SerializerMethodField()
 
     class Meta:
         model = Booking
@@ -44,8 +56,11 @@ class PassengerOutput(serializers.ModelSerializer):
             "transfers",
             "destination",
             "route",
+            "flight_status",
             "departure_time",
             "arrival_time",
+            "booked_departure_time",
+            "booked_arrival_time",
             "version",
             "created_at",
             "updated_at",
@@ -67,8 +82,7 @@ class PassengerOutput(serializers.ModelSerializer):
             "transfers": booking.transfers,
             "destination": booking.destination,
             "route": self.get_route(booking),
-            "departure_time": _formatted(TIME, booking.departure_time),
-            "arrival_time": _formatted(TIME, booking.arrival_time),
+            **self._schedule(booking),
             "version": booking.version,
             "created_at": _formatted(TIMESTAMP, booking.created_at),
             "updated_at": _formatted(TIMESTAMP, booking.updated_at),
@@ -87,6 +101,37 @@ class PassengerOutput(serializers.ModelSerializer):
     def get_route(self, booking) -> list[str]:
         return [booking.origin, *booking.transfers, booking.destination]
 
+    def _schedule(self, booking) -> dict:
+        schedule = booking_schedule(booking=booking)
+        return {
+            "flight_status": schedule.flight_status,
+            "departure_time": _formatted(TIME, schedule.departure_time),
+            "arrival_time": _formatted(TIME, schedule.arrival_time),
+            "booked_departure_time": _formatted(TIME, schedule.booked_departure_time),
+            "booked_arrival_time": _formatted(TIME, schedule.booked_arrival_time),
+        }
+
+    # The generic path (and the schema) reads these one at a time.
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_flight_status(self, booking) -> str | None:
+        return self._schedule(booking)["flight_status"]
+
+    @extend_schema_field(OpenApiTypes.TIME)
+    def get_departure_time(self, booking) -> str:
+        return self._schedule(booking)["departure_time"]
+
+    @extend_schema_field(OpenApiTypes.TIME)
+    def get_arrival_time(self, booking) -> str:
+        return self._schedule(booking)["arrival_time"]
+
+    @extend_schema_field(OpenApiTypes.TIME)
+    def get_booked_departure_time(self, booking) -> str | None:
+        return self._schedule(booking)["booked_departure_time"]
+
+    @extend_schema_field(OpenApiTypes.TIME)
+    def get_booked_arrival_time(self, booking) -> str | None:
+        return self._schedule(booking)["booked_arrival_time"]
+
 
 # Unbound formatters for `PassengerOutput.to_representation`, configured like the fields a
 # ModelSerializer maps these model fields to (the REST_FRAMEWORK formats, the current time zone).
@@ -95,6 +140,13 @@ DATE, TIME, TIMESTAMP = serializers.DateField(), serializers.TimeField(), serial
 
 def _formatted(field: serializers.Field, value):
     return None if value is None else field.to_representation(value)
+
+
+class PassengerCountsOutput(serializers.Serializer):
+    by_status = serializers.DictField(child=serializers.IntegerField(), help_text="live bookings per status")
+    affected = serializers.IntegerField(help_text="ORDERED bookings: what every surface counts")
+    no_email = serializers.IntegerField(help_text="affected passengers without an email address in the read model")
+    notified = serializers.IntegerField(help_text="affected passengers already sent a notice (any reason)")
 
 
 class WeatherAlertOutput(serializers.ModelSerializer):
@@ -153,7 +205,7 @@ class NotifyInput(serializers.Serializer):
     date_from = serializers.CharField(required=False, help_text="YYYY-MM-DD, inclusive")
     date_to = serializers.CharField(required=False, help_text="YYYY-MM-DD, inclusive")
     weather = serializers.CharField(required=False, help_text="'active' or an alert id")
-    subject = serializers.CharField(max_length=200)
+    subject = serializers.CharField(max_length=200, validators=[single_line])
     message = serializers.CharField(max_length=5000)
     reason = serializers.RegexField(
         f"^(?:{REASON.pattern})$",

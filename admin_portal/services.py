@@ -28,6 +28,7 @@ from .models import (
     Flight,
     FlightEvent,
     FlightEventKind,
+    FlightStatus,
     Notification,
     NotificationStatus,
     WeatherAlert,
@@ -123,12 +124,19 @@ def _send(*, notification: Notification, connection) -> str:
 
 
 def _personal(*, booking: Booking, customer: Customer | None, message: str) -> str:
+    """The message and the booking, with the schedule that holds now (the flight's current
+    times, and the booked ones where they differ), never the booking's old snapshot alone."""
     name = customer.full_name if customer else booking.customer_id
     route = " -> ".join([booking.origin, *booking.transfers, booking.destination])
+    schedule = selectors.booking_schedule(booking=booking)
+    times = f"departing {schedule.departure_time:%H:%M}, arriving {schedule.arrival_time:%H:%M}"
+    if schedule.booked_departure_time is not None:
+        times += f" (booked: departing {schedule.booked_departure_time:%H:%M}, arriving {schedule.booked_arrival_time:%H:%M})"
+    if schedule.flight_status == FlightStatus.CANCELLED:
+        times += "; this flight is cancelled"
     return (
         f"Dear {name},\n\n{message}\n\n"
-        f"Your booking {booking.order_id}: flight {booking.flight_number} on {booking.flight_date:%Y-%m-%d}, {route}, "
-        f"departing {booking.departure_time:%H:%M}.\n"
+        f"Your booking {booking.order_id}: flight {booking.flight_number} on {booking.flight_date:%Y-%m-%d}, {route}, {times}.\n"
     )
 
 
@@ -139,7 +147,7 @@ def passengers_notify(*, bookings: QuerySet[Booking], reason: str, subject: str,
     # second and most runs send nothing (an opened file backend leaves an empty file behind).
     connection = get_connection(fail_silently=False)
     try:
-        for booking in bookings.prefetch_related("customer").iterator(chunk_size=CHUNK):
+        for booking in bookings.prefetch_related("customer", "flight").iterator(chunk_size=CHUNK):
             customer = selectors.customer_of(booking)
             claimed = _claim(
                 booking=booking,
@@ -177,33 +185,89 @@ def flight_event_reason(*, event: FlightEvent) -> str:
 
 
 def _flight_event_text(*, event: FlightEvent, flight: Flight | None) -> tuple[str, str]:
+    """Subject and message. A delay quotes the flight's times as they are when the notice is
+    sent (`flight`, the event's own incarnation), else the times the event moved it to."""
     number, _, day = event.flight_id.partition("#")
     if event.kind == FlightEventKind.CANCELLED:
         return (
             f"Flight {number} on {day} is cancelled",
             f"We are sorry: flight {number} on {day} has been cancelled. Please contact us to rebook or for a refund.",
         )
-    departure = event.detail.get("departure_time") or (flight and f"{flight.departure_time:%H:%M}") or "a later time"
-    arrival = event.detail.get("arrival_time") or (flight and f"{flight.arrival_time:%H:%M}") or "later"
+    moved_to = event.detail.get("to") or {}
+    departure = f"{flight.departure_time:%H:%M}" if flight else moved_to.get("departure_time", "")[:5] or "a later time"
+    arrival = f"{flight.arrival_time:%H:%M}" if flight else moved_to.get("arrival_time", "")[:5] or "later"
     return (
         f"Flight {number} on {day} is delayed",
         f"Flight {number} on {day} has been rescheduled: it now departs at {departure} and arrives at {arrival}.",
     )
 
 
-def flight_event_notify(*, event: FlightEvent) -> NotifyResult:
-    flight = Flight.objects.filter(pk=event.flight_id).first()
-    subject, message = _flight_event_text(event=event, flight=flight)
-    reason = flight_event_reason(event=event)
-    # Only passengers not yet notified for this event (sent, or being sent by another process):
-    # re-runs during the settle window cost one query, not one claim per passenger, and a
-    # failed send (no address yet, mail service down) is tried again.
-    claimed = Q(status=NotificationStatus.SENT) | Q(status=NotificationStatus.PENDING, created_at__gte=timezone.now() - STALE_CLAIM)
-    already = Notification.objects.filter(claimed, booking_id=OuterRef("pk"), reason=reason)
-    bookings = (
-        selectors.booking_base(status=BookingStatus.ORDERED).filter(flight_id=event.flight_id).exclude(Exists(already)).order_by("order_id")
+def flight_event_incarnation(*, event: FlightEvent) -> Flight | None:
+    """The event's flight as it is now, or None when that incarnation is gone from the read
+    model (removed, or replaced by a flight created again under the same number and date)."""
+    flight = Flight.objects.filter(pk=event.flight_id, deleted=False).first()
+    if flight is None or (event.flight_created_at is not None and flight.created_at != event.flight_created_at):
+        return None
+    return flight
+
+
+def flight_event_superseded(*, event: FlightEvent) -> bool:
+    """A delay followed by a later delay or the cancellation of the same incarnation: the later
+    event tells the passengers what holds, so this one need not tell them something older."""
+    if event.kind != FlightEventKind.DELAYED:
+        return False
+    later = FlightEvent.objects.filter(
+        flight_id=event.flight_id, flight_created_at=event.flight_created_at, flight_version__gt=event.flight_version
     )
+    return later.exists()
+
+
+def flight_event_passengers(*, event: FlightEvent) -> QuerySet[Booking]:
+    """Who an event is news to: the ORDERED bookings of the flight incarnation it belongs to;
+    for a delay, only those booked before it (a booking made after a delay was made at the
+    new times)."""
+    bookings = selectors.booking_base(status=BookingStatus.ORDERED).filter(flight_id=event.flight_id)
+    if event.flight_created_at is not None:
+        # Orders projected before they carried their flight's incarnation: created after it.
+        legacy = Q(flight_created_at__isnull=True, created_at__gte=event.flight_created_at)
+        bookings = bookings.filter(Q(flight_created_at=event.flight_created_at) | legacy)
+    if event.kind == FlightEventKind.DELAYED:
+        bookings = bookings.filter(Q(flight_version__lt=event.flight_version) | Q(flight_version__isnull=True))
+    return bookings
+
+
+# A FAILED notice of a flight event (no address yet, mail service down) is tried again at most
+# this often, and the event stays open until none is left.
+FAILED_RETRY = timedelta(minutes=1)
+
+
+def flight_event_notify(*, event: FlightEvent) -> NotifyResult:
+    if flight_event_superseded(event=event):
+        return NotifyResult()
+    subject, message = _flight_event_text(event=event, flight=flight_event_incarnation(event=event))
+    reason = flight_event_reason(event=event)
+    # Only passengers not yet notified for this event (sent, being sent by another process, or
+    # failed a moment ago): re-runs cost one query, not one claim per passenger.
+    now = timezone.now()
+    handled = (
+        Q(status=NotificationStatus.SENT)
+        | Q(status=NotificationStatus.PENDING, created_at__gte=now - STALE_CLAIM)
+        | Q(status=NotificationStatus.FAILED, created_at__gte=now - FAILED_RETRY)
+    )
+    already = Notification.objects.filter(handled, booking_id=OuterRef("pk"), reason=reason)
+    bookings = flight_event_passengers(event=event).exclude(Exists(already)).order_by("order_id")
     return passengers_notify(bookings=bookings, reason=reason, subject=subject, message=message, sent_by="flight-events")
+
+
+def _flight_event_open(*, event: FlightEvent) -> bool:
+    """Whether an event still has work: a passenger whose notice failed (or is being sent)."""
+    if flight_event_superseded(event=event):
+        return False
+    reason = flight_event_reason(event=event)
+    unsent = Notification.objects.filter(reason=reason, booking__in=flight_event_passengers(event=event)).exclude(
+        status=NotificationStatus.SENT
+    )
+    return unsent.exists()
 
 
 def flight_events_process(*, limit: int = 100) -> int:
@@ -211,18 +275,20 @@ def flight_events_process(*, limit: int = 100) -> int:
     query; returns how many events were looked at. Safe to run from several processes at once:
     notifications are claimed per passenger.
 
-    An event stays pending for FLIGHT_EVENT_SETTLE after it was written, and each run notifies
-    the passengers not yet notified: bookings travel on other shards than their flight, so a
-    booking made just before the cancellation may reach the read model just after its event.
-    Every pending event is visited on each run (paged by id), so events still settling never
-    hold back newer ones."""
+    An event stays pending for FLIGHT_EVENT_SETTLE after it was written, and while a notice of
+    it is unsent (FAILED ones are retried every FAILED_RETRY); each run notifies the
+    passengers not yet notified. Bookings travel on other shards than their flight, so a
+    booking may reach the read model after its flight's event, even long after (a poller
+    outage, a DLQ redrive): the projection then reopens the flight's events
+    (`cdc_lambda.projection`), and the next run notifies that passenger. Every pending event
+    is visited on each run (paged by id), so events still settling never hold back newer ones."""
     seen, after = 0, 0
     settled_before = timezone.now() - FLIGHT_EVENT_SETTLE
     while True:
         events = list(FlightEvent.objects.filter(processed_at__isnull=True, id__gt=after).order_by("id")[:limit])
         for event in events:
             result = flight_event_notify(event=event)
-            if event.created_at <= settled_before:
+            if event.created_at <= settled_before and not _flight_event_open(event=event):
                 FlightEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(processed_at=timezone.now())
             if result.selected:
                 log.info("flight event %s %s %s: %s", event.pk, event.kind, event.flight_id, result.as_dict())

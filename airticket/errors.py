@@ -1,5 +1,6 @@
 """One error shape for the whole API: {"error": {"code", "message", "fields"}}."""
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -109,6 +110,15 @@ def not_found(request, exception=None):
     if _is_api(request):
         return JsonResponse(error_body("not_found", f"no endpoint at {request.path_info}"), status=404)
     return defaults.page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    """Django's 400 (a SuspiciousOperation, e.g. a body over DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(error_body("too_large", "request body exceeds the upload limit"), status=413)
+    return JsonResponse(error_body("bad_request", "bad request"), status=400)
 
 
 def server_error(request):

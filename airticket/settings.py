@@ -184,6 +184,9 @@ CDC_FUNCTION_NAME = env_name("CDC_FUNCTION_NAME", "airticket-cdc")
 # Signed with TOKEN_SECRET (defaults to SECRET_KEY) so the command Lambda verifies them
 # without a database.
 TOKEN_SECRET = env("TOKEN_SECRET", SECRET_KEY)
+# The development value is in the repository: anyone could sign staff tokens with it.
+if PRODUCTION and TOKEN_SECRET == DEV_SECRET_KEY:
+    raise ImproperlyConfigured("TOKEN_SECRET must not be the development secret in production")
 if len(TOKEN_SECRET) < 32:
     raise ImproperlyConfigured("TOKEN_SECRET must be at least 32 characters")
 TOKEN_TTL_SECONDS = env_int("TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=60)

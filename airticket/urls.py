@@ -15,5 +15,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+handler400 = "airticket.errors.bad_request"
 handler404 = "airticket.errors.not_found"
 handler500 = "airticket.errors.server_error"

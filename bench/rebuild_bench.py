@@ -96,9 +96,9 @@ def load(items: int) -> list[str]:
 
 
 def empty_read_model() -> None:
-    from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop, ShardCheckpoint
+    from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightPassengerCount, FlightStop, ShardCheckpoint
 
-    for model in (FlightEvent, FlightStop, Booking, Flight, Customer, ShardCheckpoint):
+    for model in (FlightEvent, FlightStop, Booking, FlightPassengerCount, Flight, Customer, ShardCheckpoint):
         model.objects.all().delete()
 
 

@@ -274,16 +274,30 @@ def _seat_take(flight: dict, now: str) -> dict:
     )
 
 
-def _seat_free(flight_number: str, flight_date: str, now: str) -> dict:
-    return repo.versioned_update(
-        repo.flight_key(flight_number, flight_date),
-        {},
-        expected_version=None,
-        now=now,
-        increments={"seats_booked": -1},
-        extra_condition="seats_booked > :zero",
-        extra_values=repo.values(zero=0),
-    )
+def _seat_free(order: dict, now: str) -> list[dict]:
+    """The action freeing an order's seat on the flight incarnation it was booked on, or none
+    when that incarnation is gone (the flight removed, or removed and created again under the
+    same number and date): its seats are not the new flight's to give back."""
+    incarnation = order.get("flight_created_at")
+    flight = repo.get(repo.flight_key(order["flight_number"], order["flight_date"]))
+    if flight is None or (incarnation is not None and flight["created_at"] != incarnation):
+        return []
+    # Orders written before they carried their flight's incarnation free a seat on whatever
+    # flight holds the key, as before.
+    condition, condition_values = "seats_booked > :zero", repo.values(zero=0)
+    if incarnation is not None:
+        condition, condition_values = f"{condition} AND created_at = :created", repo.values(zero=0, created=incarnation)
+    return [
+        repo.versioned_update(
+            repo.flight_key(order["flight_number"], order["flight_date"]),
+            {},
+            expected_version=None,
+            now=now,
+            increments={"seats_booked": -1},
+            extra_condition=condition,
+            extra_values=condition_values,
+        )
+    ]
 
 
 def _route(flight: dict) -> dict:
@@ -295,6 +309,12 @@ def _route(flight: dict) -> dict:
         "destination": flight["destination"],
         "departure_time": flight["departure_time"],
         "arrival_time": flight["arrival_time"],
+        # Which incarnation of the flight the seat was taken on (see `_seat_free`), and which
+        # version of it the booking saw: `_seat_take` conditions on the schedule, so a booking
+        # saw every schedule change below this version and none above (the query side tells a
+        # passenger only of the delays made after they booked).
+        "flight_created_at": flight["created_at"],
+        "flight_version": flight["version"],
     }
 
 
@@ -336,9 +356,10 @@ def _guard(customer_id: str, flight: dict, order_id: str, now: str) -> dict:
 
 
 def _guard_release(customer_id: str, flight_number: str, flight_date: str, order_id: str) -> dict:
+    # A guard already gone (a truncate removed it with the flight) has nothing to release.
     return repo.delete_action(
         repo.guard_key(customer_id, flight_number, flight_date),
-        condition="order_id = :oid",
+        condition="attribute_not_exists(PK) OR order_id = :oid",
         condition_values=repo.values(oid=order_id),
     )
 
@@ -401,8 +422,8 @@ def order_cancel(*, customer_id: str, order_id: str) -> dict:
         now = _now()
         actions = [
             repo.versioned_update(repo.order_key(customer_id, order_id), {"status": CANCELLED}, expected_version=order["version"], now=now),
-            _seat_free(order["flight_number"], order["flight_date"], now),
             _guard_release(customer_id, order["flight_number"], order["flight_date"], order_id),
+            *_seat_free(order, now),
         ]
         try:
             repo.transact(actions)
@@ -436,8 +457,8 @@ def order_change(
             repo.versioned_update(repo.order_key(customer_id, order_id), changes, expected_version=order["version"], now=now),
             _guard(customer_id, flight, order_id, now),
             _seat_take(flight, now),
-            _seat_free(order["flight_number"], order["flight_date"], now),
             _guard_release(customer_id, order["flight_number"], order["flight_date"], order_id),
+            *_seat_free(order, now),
         ]
         try:
             repo.transact(actions)

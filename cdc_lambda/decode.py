@@ -67,6 +67,8 @@ TARGETS = {
             "departure_time",
             "arrival_time",
             "status",
+            "flight_created_at",
+            "flight_version",
         ),
     ),
     FLIGHT: Target(
@@ -317,6 +319,9 @@ _FIELDS = {
         ("flight_date", DAY),
         *_ROUTE,
         ("status", _choice(frozenset(BookingStatus.values))),
+        # Absent from orders written before they carried their flight's incarnation.
+        ("flight_created_at", INSTANT, OPTIONAL),
+        ("flight_version", VERSION, OPTIONAL),
     ),
     FLIGHT: fields(
         ("flight_number", _FLIGHT_NUMBER),
@@ -350,13 +355,15 @@ def _codes_json(*codes: str) -> str:
 
 
 def _order(image: dict, label: str, keys: dict, removed: bool) -> Change:
-    order_id, version, created, updated, customer_id, number, day, origin, transfers, destination, departs, arrives, status = values(
-        image, _FIELDS[ORDER], label
+    order_id, version, created, updated, customer_id, number, day, origin, transfers, destination, departs, arrives, status, *flight = (
+        values(image, _FIELDS[ORDER], label)
     )
+    incarnation, flight_version = flight
     _require_key(keys, repo.order_key(customer_id, order_id))
     version += removed
     row = (order_id, version, removed, created, updated, customer_id, flight_key(number, day), number, day, origin)
-    row += (_codes_json(*transfers), destination, departs, arrives, status)
+    row += (_codes_json(*transfers), destination, departs, arrives, status, incarnation or None)
+    row += (None if flight_version == "" else flight_version,)
     return Change(ORDER, order_id, version, removed, row)
 
 

@@ -7,6 +7,10 @@ whose route stops to replace), one DELETE and one INSERT of stops, one condition
 conditional upsert of customers; one INSERT of flight events that ignores duplicates. (A
 statement is also split to stay under the driver's limits, only for very large batches.)
 
+Bookings also move their flight's passenger counts (`FlightPassengerCount`): one locking
+SELECT of the stored bookings per chunk, one upsert of the deltas per batch; and reopen the
+processed events of flights that gained a booking (one UPDATE).
+
 Every upsert is conditional on the incoming change being newer than the stored row (see
 `Change.rank`), inside the statement itself, so a stale or repeated change is a no-op even
 without the SELECT.
@@ -15,6 +19,7 @@ All SQL is parameterised; identifiers come from the models, never from the data.
 
 import functools
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -23,7 +28,7 @@ from typing import NamedTuple
 
 from django.db import connection, transaction
 
-from admin_portal.models import FlightEvent, FlightStop
+from admin_portal.models import BookingStatus, FlightEvent, FlightPassengerCount, FlightStop
 
 from .decode import CUSTOMER, FLIGHT, ORDER, TARGETS, Change
 from .stops import stop_times
@@ -35,6 +40,9 @@ _STOP_COLUMNS = ("flight_id", "seq", "airport_id", "kind", "flight_date", "local
 _DEPARTS, _ARRIVES = (TARGETS[FLIGHT].columns.index(c) for c in ("departure_time", "arrival_time"))
 _EVENT_COLUMNS = ("flight_id", "flight_created_at", "kind", "flight_version", "detail", "created_at")
 _FLIGHT_DATE = TARGETS[FLIGHT].columns.index("flight_date")
+_BOOKING_FLIGHT = TARGETS[ORDER].columns.index("flight_id")
+_BOOKING_STATUS = TARGETS[ORDER].columns.index("status")
+_COUNT_COLUMNS = ("flight_id", "status", "passengers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,17 +138,75 @@ def _upsert(cursor, *, entity: str, changes: list[Change], projected_at: str) ->
         cursor.execute(sql, params)
 
 
-def _stored_ranks(cursor, *, keys: list[str]) -> dict[str, tuple[str, int]]:
-    target = TARGETS[FLIGHT]
-    found: dict[str, tuple[str, int]] = {}
+def _stored(cursor, *, entity: str, keys: list[str], extra: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """Stored rows of `keys`, locked until the transaction ends: key -> (rank, *extra)."""
+    target = TARGETS[entity]
+    found: dict[str, tuple] = {}
     lock = " FOR UPDATE" if connection.vendor == "mysql" else ""  # SQLite: one writer at a time anyway
     key = target.columns[0]
-    select = f"SELECT {_q(key)}, {_q('created_at')}, {_q('version')} FROM {_q(target.table)}"  # noqa: S608 (identifiers from the model)
+    columns = ", ".join(_q(c) for c in (key, "created_at", "version", *extra))
+    select = f"SELECT {columns} FROM {_q(target.table)}"  # noqa: S608 (identifiers from the model)
     for chunk in _chunks(keys, 1):
         cursor.execute(_where_in_sql(select, key, len(chunk)) + lock, list(chunk))
         # str() of the naive datetime is the text the changes carry (see decode.Image.instant).
-        found.update((row_key, ("" if created is None else str(created), version)) for row_key, created, version in cursor.fetchall())
+        found.update(
+            (row_key, (("" if created is None else str(created), version), *rest)) for row_key, created, version, *rest in cursor.fetchall()
+        )
     return found
+
+
+def _stored_ranks(cursor, *, keys: list[str]) -> dict[str, tuple[str, int]]:
+    return {key: rank for key, (rank,) in _stored(cursor, entity=FLIGHT, keys=keys).items()}
+
+
+def _count_changes(cursor, *, bookings: Iterable[Change], deltas: Counter, arrived: set[str]) -> None:
+    """Before a chunk's booking upsert: what each winning change does to its flight's passenger
+    counts (the stored row leaves its (flight, status), the new one joins its own). Read from
+    the locked stored rows, with the upsert's own rule for who wins, so a duplicate, a stale
+    change or a replay moves nothing. `arrived` collects the flights that gained an ORDERED
+    booking."""
+    bookings = sorted(bookings, key=lambda c: c.key)
+    if not bookings:
+        return
+    stored = _stored(cursor, entity=ORDER, keys=[c.key for c in bookings], extra=("flight_id", "status", "deleted"))
+    for change in bookings:
+        old = stored.get(change.key)
+        if old is not None:
+            rank, flight, status, deleted = old
+            if change.rank <= rank:
+                continue
+            if not deleted:
+                deltas[flight, status] -= 1
+        if not change.deleted:
+            flight, status = change.row[_BOOKING_FLIGHT], change.row[_BOOKING_STATUS]
+            deltas[flight, status] += 1
+            if status == BookingStatus.ORDERED:
+                arrived.add(flight)
+
+
+def _add_counts(cursor, *, deltas: Counter) -> None:
+    rows = sorted((flight, status, delta) for (flight, status), delta in deltas.items() if delta)
+    table = FlightPassengerCount._meta.db_table
+    passengers = _q("passengers")
+    for chunk in _chunks(rows, len(_COUNT_COLUMNS)):
+        head = _insert_sql(table, _COUNT_COLUMNS, len(chunk))
+        if connection.vendor == "mysql":
+            sql = f"{head} ON DUPLICATE KEY UPDATE {passengers} = {passengers} + VALUES({passengers})"
+        else:
+            sql = (
+                f"{head} ON CONFLICT ({_q('flight_id')}, {_q('status')}) DO UPDATE SET {passengers} = {passengers} + excluded.{passengers}"
+            )
+        cursor.execute(sql, _flat(chunk))
+
+
+def _reopen_events(cursor, *, flights: set[str]) -> None:
+    """A booking that reaches the read model after its flight's events were processed (shard
+    lag, a poller outage, a DLQ redrive days later) reopens them: the notifier then tells that
+    passenger too, and only that passenger (the others are already notified)."""
+    table = FlightEvent._meta.db_table
+    update = f"UPDATE {_q(table)} SET {_q('processed_at')} = NULL"  # noqa: S608 (identifiers from the model)
+    for chunk in _chunks(sorted(flights), 1):
+        cursor.execute(_where_in_sql(update, "flight_id", len(chunk)) + f" AND {_q('processed_at')} IS NOT NULL", list(chunk))
 
 
 def stop_rows(change: Change) -> list[tuple]:
@@ -229,8 +295,11 @@ def apply(chunks: Iterable[Chunk], *, projected_at: str) -> Applied:
     bookings = 0
     newest: dict[str, dict[str, Change]] = {entity: {} for entity in _PER_BATCH}
     event_flights: list[Change] = []
+    deltas: Counter = Counter()
+    arrived: set[str] = set()
     with transaction.atomic(), connection.cursor() as cursor:
         for chunk in chunks:
+            _count_changes(cursor, bookings=chunk.changes.get(ORDER, {}).values(), deltas=deltas, arrived=arrived)
             for sql, params in chunk.upserts:
                 cursor.execute(sql, params)
             bookings += len(chunk.changes.get(ORDER, ()))
@@ -245,5 +314,8 @@ def apply(chunks: Iterable[Chunk], *, projected_at: str) -> Applied:
             _upsert(cursor, entity=FLIGHT, changes=flights, projected_at=projected_at)
         if customers:
             _upsert(cursor, entity=CUSTOMER, changes=customers, projected_at=projected_at)
+        _add_counts(cursor, deltas=deltas)
         events = _insert_events(cursor, flights=event_flights, created_at=projected_at)
+        if arrived:
+            _reopen_events(cursor, flights=arrived)
     return Applied(customers=len(customers), bookings=bookings, flights=len(flights), events=events)

@@ -6,9 +6,10 @@ from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo
 
 import factory
+from django.db.models import F
 from django.utils import timezone
 
-from admin_portal.models import Airport, Booking, Customer, Flight, FlightEvent, FlightStop, StopKind, WeatherAlert
+from admin_portal.models import Airport, Booking, Customer, Flight, FlightEvent, FlightPassengerCount, FlightStop, StopKind, WeatherAlert
 from airticket.airports import airports
 
 _numbers = itertools.count(1000)
@@ -108,6 +109,17 @@ class BookingFactory(factory.django.DjangoModelFactory):
     version = 1
     created_at = factory.LazyFunction(timezone.now)
     updated_at = factory.LazyFunction(timezone.now)
+    flight_created_at = factory.LazyAttribute(lambda o: o.flight.created_at)
+    flight_version = factory.LazyAttribute(lambda o: o.flight.version)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        """The booking, and its count in its flight's passenger counts, as the projection keeps them."""
+        booking = super()._create(model_class, *args, **kwargs)
+        if not booking.deleted:
+            counts, _ = FlightPassengerCount.objects.get_or_create(flight_id=booking.flight_id, status=booking.status)
+            FlightPassengerCount.objects.filter(pk=counts.pk).update(passengers=F("passengers") + 1)
+        return booking
 
 
 class WeatherAlertFactory(factory.django.DjangoModelFactory):

@@ -1,5 +1,5 @@
 import base64
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -7,13 +7,16 @@ from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from admin_portal.models import Customer, Notification, ShardCheckpoint, WeatherAlert
+from admin_portal import selectors
+from admin_portal.models import Customer, Flight, Notification, ShardCheckpoint, WeatherAlert
 from airticket import aws
+from airticket.auth import STAFF, issue_token
 from bookings import repository as repo
 from bookings import services as commands
 from cdc_lambda import bridge, dlq, poller
 from tests import factories as command_factories
 from tests.admin_portal.factories import BookingFactory, CustomerFactory, WeatherAlertFactory, airport, make_flight
+from tests.conftest import client_with
 
 DAY = date(2026, 12, 10)
 BOOKINGS = "/admin/admin_portal/booking/"
@@ -252,3 +255,58 @@ def test_a_search_term_that_is_both_a_customer_and_a_city_finds_both(admin_clien
 
     assert alices_own.order_id in page and through_alice_texas.order_id in page
     assert unrelated.order_id not in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("admin_query", "api_query"),
+    [
+        ({"flight_number": "MU5159", "flight_date": "2026-12-10"}, {"flight_number": "MU5159", "flight_date": "2026-12-10"}),
+        (
+            {"city": "Shanghai", "city_from": "2026-12-10", "city_to": "2026-12-10"},
+            {"city": "Shanghai", "date_from": "2026-12-10", "date_to": "2026-12-10"},
+        ),
+        ({"weather": "ALERT"}, {"weather": "ALERT"}),
+    ],
+    ids=["flight", "city", "weather"],
+)
+def test_the_admin_the_api_and_the_notify_action_count_the_same_affected_passengers(admin_client, admin_query, api_query):
+    flight = make_flight(number="MU5159", day=DAY, route=("PVG", "PEK"))
+    BookingFactory.create_batch(4, flight=flight)
+    BookingFactory.create_batch(3, flight=flight, status="CANCELLED")
+    alert = WeatherAlertFactory(city="Shanghai", valid_from=datetime(2026, 12, 9, tzinfo=UTC), valid_to=datetime(2026, 12, 11, tzinfo=UTC))
+    admin_query = {k: str(alert.pk) if v == "ALERT" else v for k, v in admin_query.items()}
+    api_query = {k: str(alert.pk) if v == "ALERT" else v for k, v in api_query.items()}
+    staff = client_with(issue_token(role=STAFF))
+
+    in_admin = shown(admin_client.get(BOOKINGS, admin_query))
+    cancelled_in_admin = admin_client.get(BOOKINGS, {**admin_query, "status__exact": "CANCELLED"}).context["cl"].result_count
+    in_api = staff.get("/api/v1/query/passengers", api_query).json()["count"]
+    notified = staff.post("/api/v1/notifications", {**api_query, "subject": "s", "message": "m"}, format="json").json()["selected"]
+
+    assert admin_client.get(BOOKINGS, admin_query).context["cl"].result_count == in_api == notified == 4
+    assert cancelled_in_admin == 3
+    assert "4 results" in in_admin or "4 bookings" in in_admin
+    counts = selectors.flight_passenger_counts(flight=flight)
+    assert (counts.by_status, counts.affected, counts.no_email, counts.notified) == ({"ORDERED": 4, "CANCELLED": 3}, 4, 0, 4)
+
+
+@pytest.mark.django_db
+def test_a_booking_row_shows_its_flights_current_status_and_times_and_the_booked_times(admin_client):
+    flight = make_flight(number="MU2324", day=DAY)
+    booking = BookingFactory(flight=flight)
+    # The delay as the projection writes it: the flight row moves, the booking keeps what was booked.
+    Flight.objects.filter(pk=flight.pk).update(status="DELAYED", departure_time=time(15, 30), arrival_time=time(17, 40), version=2)
+    staff = client_with(issue_token(role=STAFF))
+
+    [row] = staff.get("/api/v1/query/passengers", {"flight_number": "MU2324", "flight_date": "2026-12-10"}).json()["results"]
+    page = shown(admin_client.get(BOOKINGS, {"flight_number": "MU2324", "flight_date": "2026-12-10"}))
+
+    assert (row["order_id"], row["flight_status"], row["departure_time"], row["arrival_time"]) == (
+        booking.order_id,
+        "DELAYED",
+        "15:30:00",
+        "17:40:00",
+    )
+    assert (row["booked_departure_time"], row["booked_arrival_time"]) == ("08:00:00", "12:30:00")
+    assert "15:30 → 17:40 <del>08:00 → 12:30</del>" in page and "DELAYED" in page

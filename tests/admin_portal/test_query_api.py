@@ -1,7 +1,8 @@
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 from rest_framework import serializers
 
 from admin_portal import selectors
@@ -148,8 +149,8 @@ def test_staff_creates_lists_and_expires_a_weather_alert(staff_api):
         "airport": "PVG",
         "kind": "TYPHOON",
         "severity": "EXTREME",
-        "valid_from": "2026-01-01T00:00:00Z",
-        "valid_to": "2099-01-01T00:00:00Z",
+        "valid_from": (timezone.now() - timedelta(hours=1)).isoformat(),
+        "valid_to": (timezone.now() + timedelta(days=2)).isoformat(),
         "headline": "Typhoon In-fa",
     }
 
@@ -243,13 +244,14 @@ def test_passenger_rows_match_the_generic_serializer():
     assert PassengerOutput(rows, many=True).data == Generic(rows, many=True).data
 
 
-def test_a_city_selection_pages_with_an_exact_count_in_five_queries(staff_api, django_assert_num_queries):
-    # The stops, the count, a page's keys, its rows, their customers.
+def test_a_city_selection_pages_with_an_exact_count_in_six_queries(staff_api, django_assert_num_queries):
+    # The stops, the count (from the per-flight counts), a page's keys, its rows, their
+    # customers, their flights (each row shows its flight's current status and times).
     for offset in range(3):
         BookingFactory.create_batch(2, flight=make_flight(day=DAY + timedelta(days=offset), route=("CAN", "PVG", "NRT")))
     query = {"city": "PVG", "date_from": "2026-12-10", "date_to": "2026-12-12", "page_size": 4}
 
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         first = staff_api.get(PASSENGERS, query).json()
     second = staff_api.get(PASSENGERS, {**query, "page": 2}).json()
 
@@ -265,10 +267,92 @@ def test_a_page_reads_its_rows_by_primary_key_alone_and_loads_what_the_list_asks
     bookings = selectors.passenger_list_by_city(city="PVG")
     flights = Flight.objects.filter(flight_date=DAY).select_related("origin").order_by("flight_key")
 
-    with django_assert_num_queries(4) as captured:  # count, keys, rows, customers
+    with django_assert_num_queries(5) as captured:  # count, keys, rows, customers, flights
         page = DeferredJoinPaginator(bookings, 2).page(2)
         assert [booking.customer.full_name for booking in page]
     rows_where = captured.captured_queries[2]["sql"].split("WHERE", 1)[1]
     assert "flight_id" not in rows_where and "deleted" not in rows_where  # the keys' filters are not repeated
     with django_assert_num_queries(3):  # count, keys, rows with their origin joined
         assert [flight.origin.city for flight in DeferredJoinPaginator(flights, 2).page(1)] == ["Guangzhou"] * 2
+
+
+# --- irregular operations: bad input and stored data --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "valid_from", "valid_to"),
+    [
+        ("valid_to", "2026-12-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+        ("valid_from", "0001-01-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+        ("valid_to", "2026-12-01T00:00:00Z", "2027-02-01T00:00:00Z"),
+    ],
+)
+def test_an_alert_window_that_makes_no_sense_for_flights_is_a_400_naming_the_field(staff_api, field, valid_from, valid_to):
+    body = {"airport": "JFK", "kind": "SNOW", "severity": "SEVERE", "valid_from": valid_from, "valid_to": valid_to}
+
+    response = staff_api.post("/api/v1/query/weather-alerts", body, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {field}
+    assert not WeatherAlert.objects.exists()
+
+
+@pytest.mark.parametrize("code", ["PVG", "JFK"], ids=["to the end of 9999 east of UTC", "from year one west of UTC"])
+def test_an_alert_stored_at_the_ends_of_the_calendar_does_not_break_the_weather_selections(staff_api, code):
+    flight = make_flight(day=local_today(code), route=(code, "LHR"))
+    BookingFactory(flight=flight)
+    now = timezone.now()
+    if code == "PVG":
+        ends = {"valid_from": now - timedelta(hours=1), "valid_to": datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)}
+    else:
+        ends = {"valid_from": datetime(1, 1, 1, tzinfo=UTC), "valid_to": now + timedelta(hours=1)}
+    airport(code)
+    WeatherAlert.objects.create(city=airport(code).city, airport_id=code, kind="SNOW", severity="SEVERE", **ends)  # stored before the rule
+
+    listed = staff_api.get(PASSENGERS, {"weather": "active"})
+    notified = staff_api.post("/api/v1/notifications", {"weather": "active", "subject": "Snow", "message": "m"}, format="json")
+
+    assert listed.status_code == 200 and listed.json()["count"] == 1
+    assert notified.status_code == 200 and notified.json()["sent"] == 1
+
+
+def test_a_notification_subject_with_a_line_break_is_a_400_and_records_nothing(staff_api):
+    flight = make_flight(number="MU5159", day=DAY)
+    BookingFactory(flight=flight)
+    body = {"flight_number": "MU5159", "flight_date": "2026-12-10", "subject": "Gate change\r\nBcc: all@example.com", "message": "m"}
+
+    response = staff_api.post("/api/v1/notifications", body, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"subject"}
+    assert not Notification.objects.exists() and not mail.outbox
+
+
+def test_a_body_over_the_upload_limit_is_a_413_in_the_api_error_shape(staff_api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = {"flight_number": "MU5159", "flight_date": "2026-12-10", "subject": "s", "message": "x" * 2000}
+
+    response = staff_api.post("/api/v1/notifications", body, format="json")
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
+
+
+def test_a_selections_counts_give_totals_by_status_no_email_and_already_notified(staff_api):
+    flight = make_flight(number="MU5159", day=DAY, route=("CAN", "PVG", "PEK"))
+    BookingFactory.create_batch(3, flight=flight)
+    BookingFactory(flight=flight, customer=CustomerFactory(email=""))
+    BookingFactory.create_batch(2, flight=flight, status="CANCELLED")
+    BookingFactory(flight=make_flight(number="MU5160", day=DAY + timedelta(days=1), route=("PVG", "PEK")))
+    staff_api.post(
+        "/api/v1/notifications", {"flight_number": "MU5159", "flight_date": "2026-12-10", "subject": "s", "message": "m"}, format="json"
+    )
+
+    by_flight = staff_api.get(f"{PASSENGERS}/counts", {"flight_number": "MU5159", "flight_date": "2026-12-10"}).json()
+    by_city = staff_api.get(f"{PASSENGERS}/counts", {"city": "Shanghai", "date_from": "2026-12-10", "date_to": "2026-12-11"}).json()
+    listed = staff_api.get(PASSENGERS, {"city": "Shanghai", "date_from": "2026-12-10", "date_to": "2026-12-11"}).json()
+
+    assert by_flight == {"by_status": {"ORDERED": 4, "CANCELLED": 2}, "affected": 4, "no_email": 1, "notified": 3}
+    assert by_city == {"by_status": {"ORDERED": 5, "CANCELLED": 2}, "affected": 5, "no_email": 1, "notified": 3}
+    assert listed["count"] == by_city["affected"]
+    assert staff_api.get(f"{PASSENGERS}/counts", {"flight_number": "MU5159"}).status_code == 400

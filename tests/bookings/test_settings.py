@@ -27,6 +27,10 @@ def load_settings(**env) -> subprocess.CompletedProcess:
         ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY must be at least 32 characters"),
         ({"TOKEN_SECRET": "short"}, "TOKEN_SECRET must be at least 32 characters"),
+        (
+            {"AIRTICKET_ENV": "production", "SECRET_KEY": GOOD_SECRET, "TOKEN_SECRET": settings.DEV_SECRET_KEY},
+            "TOKEN_SECRET must not be the development secret in production",
+        ),
         ({"TOKEN_TTL_SECONDS": "a week"}, "TOKEN_TTL_SECONDS='a week' is not an integer"),
         ({"TOKEN_TTL_SECONDS": "10"}, "TOKEN_TTL_SECONDS=10 must be at least 60"),
         ({"KINESIS_SHARDS": "0"}, "KINESIS_SHARDS=0 must be at least 1"),

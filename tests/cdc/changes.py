@@ -133,6 +133,14 @@ class Items:
         }
         return self._write(repo.order_key(customer_id, order_id), changes, defaults=attributes)
 
+    def booking(self, customer_id: str, order_id: str, *, number: str = "MU5159", day: str = "2026-12-01", **changes) -> dict:
+        """An order placed on the flight item as it is now, copying what `bookings.services`
+        copies: the route and times, the incarnation and the version it saw."""
+        flight = self.items[(repo.flight_key(number, day)["PK"], "FLIGHT")]
+        copied = {name: flight[name] for name in ("origin", "transfers", "destination", "departure_time", "arrival_time")}
+        seen = {"flight_created_at": flight["created_at"], "flight_version": flight["version"]}
+        return self.order(customer_id, order_id, number=number, day=day, **copied, **seen, **changes)
+
     def guard(self, customer_id: str, number: str = "MU5159", day: str = "2026-12-01") -> dict:
         key = repo.guard_key(customer_id, number, day)
         return delivered(

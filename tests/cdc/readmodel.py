@@ -4,8 +4,9 @@ import hashlib
 import json
 
 from django.conf import settings
+from django.db.models import Count
 
-from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop
+from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightPassengerCount, FlightStop
 from airticket import aws
 
 # Everything the projection decides; not the wall-clock bookkeeping (projected_at, ids).
@@ -45,13 +46,28 @@ _SNAPSHOT = {
         "departure_time",
         "arrival_time",
         "status",
+        "flight_created_at",
+        "flight_version",
     ),
+    FlightPassengerCount: ("flight_id", "status", "passengers"),
     FlightEvent: ("flight_id", "kind", "flight_version", "detail"),
 }
 
 
 def snapshot() -> dict[str, list]:
-    return {model.__name__: sorted(model.objects.values_list(*fields), key=repr) for model, fields in _SNAPSHOT.items()}
+    return {model.__name__: sorted(_rows(model).values_list(*fields), key=repr) for model, fields in _SNAPSHOT.items()}
+
+
+def _rows(model):
+    # A count that went up and down again is the same read model as one never written.
+    return model.objects.exclude(passengers=0) if model is FlightPassengerCount else model.objects.all()
+
+
+def passenger_counts_agree() -> bool:
+    """The projection's per-flight counts are exactly the live bookings, per flight and status."""
+    counted = {(r.flight_id, r.status): r.passengers for r in _rows(FlightPassengerCount)}
+    live = Booking.objects.filter(deleted=False).values_list("flight_id", "status").annotate(n=Count("pk")).order_by()
+    return counted == {(flight, status): n for flight, status, n in live}
 
 
 def checksum() -> str:

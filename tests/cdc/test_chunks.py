@@ -10,12 +10,12 @@ import random
 import pytest
 from django.db import connection
 
-from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop
+from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightPassengerCount, FlightStop
 from cdc_lambda import batch
 from cdc_lambda.decode import decode
 from cdc_lambda.handler import handler
 from tests.cdc.changes import Items, event, lambda_record, redelivered
-from tests.cdc.readmodel import checksum, dlq_letters
+from tests.cdc.readmodel import checksum, dlq_letters, passenger_counts_agree
 from tests.cdc.test_projection import NO_FAILURES, FailingDatabase
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,11 +31,12 @@ def history() -> list[dict]:
     records += [items.order("c0", "o0", status="CANCELLED"), items.flight("MU1", status="CANCELLED"), items.flight("MU2", capacity=7)]
     records += [items.order("c1", "o1", flight_number="MU2"), items.remove({"PK": "CUSTOMER#c3", "SK": "PROFILE"})]
     records += [items.flight("MU0", departure_time="10:00", transfers=["XIY", "CTU"]), items.customer("c2", full_name="C Two")]
+    records += [items.remove({"PK": "CUSTOMER#c2", "SK": "ORDER#o2"})]  # a removed booking leaves its flight's counts
     return records
 
 
 def wipe() -> None:
-    for model in (Customer, Flight, FlightStop, Booking, FlightEvent):
+    for model in (Customer, Flight, FlightStop, Booking, FlightEvent, FlightPassengerCount):
         model.objects.all().delete()
 
 
@@ -51,6 +52,7 @@ def test_a_chunked_batch_gives_the_read_model_of_a_single_chunk_in_any_order(mon
         random.Random(seed).shuffle(shuffled)
         assert handler(event(shuffled), None) == NO_FAILURES
         assert checksum() == straight
+        assert passenger_counts_agree()
 
 
 def test_poison_in_a_later_chunk_is_dead_lettered_and_the_rest_applied(aws_env, monkeypatch):

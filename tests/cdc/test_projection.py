@@ -10,11 +10,11 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError, connection
 
-from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop
+from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightPassengerCount, FlightStop
 from airticket import aws
 from cdc_lambda.handler import handler
 from tests.cdc.changes import Items, event, lambda_record, redelivered
-from tests.cdc.readmodel import checksum, dlq_letters
+from tests.cdc.readmodel import checksum, dlq_letters, passenger_counts_agree
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -149,13 +149,14 @@ def test_delivering_every_record_twice_in_any_order_gives_the_same_read_model():
     straight = checksum()
     for seed in range(3):
         FlightEvent.objects.all().delete()
-        for model in (Customer, Flight, FlightStop, Booking):
+        for model in (Customer, Flight, FlightStop, Booking, FlightPassengerCount):
             model.objects.all().delete()
         shuffled = records + [redelivered(r) for r in records]
         random.Random(seed).shuffle(shuffled)
         for start in range(0, len(shuffled), 3):
             assert apply(shuffled[start : start + 3]) == NO_FAILURES
         assert checksum() == straight
+        assert passenger_counts_agree()
 
 
 def _poison(data: bytes) -> dict:
@@ -253,6 +254,31 @@ def test_a_database_failure_mid_batch_commits_nothing_and_fails_the_batch_from_i
     assert (Customer.objects.count(), Flight.objects.count(), FlightStop.objects.count(), Booking.objects.count()) == (0, 0, 0, 0)
     assert apply(records) == NO_FAILURES
     assert (Customer.objects.count(), Flight.objects.count(), FlightStop.objects.count(), Booking.objects.count()) == (2, 1, 3, 1)
+
+
+def test_a_database_failure_at_the_passenger_counts_rolls_the_bookings_back_and_the_retry_counts_each_once():
+    items = Items()
+    records = [items.flight("MU6"), items.order("a", "o1", number="MU6"), items.order("b", "o2", number="MU6")]
+    records += [items.order("a", "o1", status="CANCELLED")]
+    apply(records[:2])
+    table = FlightPassengerCount._meta.db_table
+
+    def fail_at_the_counts(execute, sql, params, many, context):
+        if table in sql and sql.lstrip().upper().startswith("INSERT"):
+            raise OperationalError(2013, "Lost connection to server during query")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(fail_at_the_counts):
+        response = apply(records)
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["kinesis"]["sequenceNumber"]}]}
+    assert Booking.objects.get(pk="o1").status == "ORDERED" and not Booking.objects.filter(pk="o2").exists()
+    assert apply(records) == NO_FAILURES
+    assert apply([redelivered(r) for r in records]) == NO_FAILURES
+    assert dict(FlightPassengerCount.objects.filter(flight_id="MU6#2026-12-01").values_list("status", "passengers")) == {
+        "ORDERED": 1,
+        "CANCELLED": 1,
+    }
+    assert passenger_counts_agree()
 
 
 def test_a_connection_killed_by_the_server_mid_batch_is_reported_and_replaced():

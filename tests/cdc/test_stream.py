@@ -10,13 +10,13 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.db import OperationalError, connection
 
-from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop, ShardCheckpoint
+from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightPassengerCount, FlightStop, ShardCheckpoint
 from airticket import aws
 from bookings import services
 from cdc_lambda import bridge, poller
 from cdc_lambda.handler import handler
 from tests.cdc.changes import event, redelivered
-from tests.cdc.readmodel import checksum, dlq_letters
+from tests.cdc.readmodel import checksum, dlq_letters, passenger_counts_agree
 from tests.factories import flight_data, make_customer, make_flight
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,7 +47,7 @@ def kinesis_records() -> list[dict]:
 
 
 def _clear_read_model() -> None:
-    for model in (FlightEvent, FlightStop, Booking, Flight, Customer):
+    for model in (FlightEvent, FlightStop, Booking, FlightPassengerCount, Flight, Customer):
         model.objects.all().delete()
 
 
@@ -143,6 +143,7 @@ def test_duplicated_shuffled_and_replayed_streams_all_give_the_read_model_of_a_s
     for record in reversed(records):
         handler(event([record]), None)
     assert checksum() == straight
+    assert passenger_counts_agree()
 
 
 def test_the_bridge_writes_what_the_streaming_destination_writes_partitioned_by_item_key(aws_env):
