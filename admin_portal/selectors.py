@@ -17,13 +17,23 @@ from datetime import date, datetime, timedelta
 from functools import reduce
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from airticket.airports import airports
 from bookings.serializers import FLIGHT_NUMBER
 
-from .models import Booking, BookingStatus, Customer, FlightStop, WeatherAlert
+from .models import (
+    Booking,
+    BookingStatus,
+    Customer,
+    Flight,
+    FlightEvent,
+    FlightStop,
+    Notification,
+    NotificationStatus,
+    WeatherAlert,
+)
 
 # Multi-flight selections (status fixed) are ordered by flight then order: with status and
 # deleted fixed by equalities, that is the passenger index's own order (flight, status,
@@ -263,3 +273,100 @@ def flight_search(*, flights: QuerySet, term: str) -> QuerySet:
     if airports:
         return flights.filter(pk__in=flight_keys_touching(airports=airports))
     return flights.filter(flight_number__istartswith=term) if term else flights
+
+
+# --- one flight (the staff portal's flight page) ----------------------------------------------
+# Every count the flight page and its actions show comes from here, so the page, the action
+# confirmations and the query API agree; the implementation can change (a counts table kept by
+# the projection) without touching the pages.
+
+
+@dataclass(frozen=True)
+class FlightPassengerCounts:
+    """A flight's bookings by status. "Affected" (who a cancellation, delay or message reaches)
+    is `ordered`; `no_email` and `notified` are counted among the ORDERED ones."""
+
+    by_status: dict[str, int]
+    no_email: int
+    notified: int
+
+    @property
+    def ordered(self) -> int:
+        return self.by_status.get(BookingStatus.ORDERED, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+def flight_bookings(*, flight: Flight, status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
+    """The live bookings of this flight (default: ORDERED, the affected ones)."""
+    return booking_base(status=status).filter(flight_id=flight.pk)
+
+
+def _sent_notices() -> QuerySet[Notification]:
+    return Notification.objects.filter(booking_id=OuterRef("pk"), status=NotificationStatus.SENT)
+
+
+def flight_passenger_counts(*, flight: Flight) -> FlightPassengerCounts:
+    rows = flight_bookings(flight=flight, status=None).order_by().values_list("status").annotate(n=Count("pk"))
+    by_status = {status: 0 for status in BookingStatus.values} | dict(rows)
+    ordered = flight_bookings(flight=flight)
+    reachable = Customer.objects.filter(pk=OuterRef("customer_id"), deleted=False).exclude(email="")
+    return FlightPassengerCounts(
+        by_status=by_status,
+        no_email=ordered.exclude(Exists(reachable)).count(),
+        notified=ordered.filter(Exists(_sent_notices())).count(),
+    )
+
+
+def flight_passenger_list(*, flight: Flight, status: str | None = None) -> QuerySet[Booking]:
+    """The flight's passengers for the page: ORDERED first, each with its customer and the
+    subject and time of the last notice sent about it."""
+    last = _sent_notices().order_by("-created_at")
+    bookings = flight_bookings(flight=flight, status=status).annotate(
+        last_notice_subject=Subquery(last.values("subject")[:1]),
+        last_notice_at=Subquery(last.values("created_at")[:1]),
+    )
+    return bookings.order_by("-status", "order_id").prefetch_related("customer")
+
+
+def flight_event_list(*, flight: Flight) -> QuerySet[FlightEvent]:
+    """Cancellations and delays the projection recorded for this flight, newest first."""
+    return FlightEvent.objects.filter(flight_id=flight.pk).order_by("-created_at", "-id")
+
+
+def flight_booked_schedule(*, flight: Flight) -> dict[str, str]:
+    """The times the flight was booked under: the schedule before its first recorded change,
+    or the current one when it never changed."""
+    first = FlightEvent.objects.filter(flight_id=flight.pk, flight_created_at=flight.created_at).order_by("id").first()
+    before = (first.detail or {}).get("from", {}) if first else {}
+    return {
+        "departure_time": before.get("departure_time") or f"{flight.departure_time:%H:%M}",
+        "arrival_time": before.get("arrival_time") or f"{flight.arrival_time:%H:%M}",
+    }
+
+
+def flight_notice_summary(*, flight: Flight) -> list[dict]:
+    """The notices sent about this flight's bookings, one row per reason: subject, how many
+    were sent / failed / pending, first and last time."""
+    bookings = Booking.objects.filter(flight_id=flight.pk).values("pk")
+    rows = (
+        Notification.objects.filter(booking_id__in=bookings)
+        .values("reason")
+        .annotate(
+            subject=Max("subject"),
+            sent=Count("pk", filter=Q(status=NotificationStatus.SENT)),
+            failed=Count("pk", filter=Q(status=NotificationStatus.FAILED)),
+            pending=Count("pk", filter=Q(status=NotificationStatus.PENDING)),
+            first_at=Min("created_at"),
+            last_at=Max("created_at"),
+        )
+        .order_by("-last_at")
+    )
+    return list(rows)
+
+
+def flights_affected_count(*, flights: QuerySet[Flight]) -> int:
+    """ORDERED bookings on any of `flights` (what a bulk cancel or delay reaches)."""
+    return booking_base().filter(flight_id__in=flights.order_by().values("pk")).count()

@@ -4,6 +4,7 @@ They exist so that every address the startup banner and the admin print answers 
 something useful instead of a 404: a person who opens `/`, `/api/v1/` or `/api/v1/query/` in a
 browser learns where to go next. They read no data, so they need no login."""
 
+from django.contrib import admin
 from django.shortcuts import render
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -14,7 +15,8 @@ from rest_framework.views import APIView
 
 
 def home(request):
-    return render(request, "airticket/home.html", {"links": _site_links(request)})
+    context = {**admin.site.each_context(request), "title": "Air-ticket", "links": _site_links(request)}
+    return render(request, "airticket/home.html", context)
 
 
 def _site_links(request) -> list[tuple[str, str, str]]:
