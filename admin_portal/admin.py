@@ -37,7 +37,7 @@ from bookings import services as commands
 from . import display, operations, selectors, services
 from .filters import PassengerFilter
 from .forms import ConfirmForm, FlightDelayForm, NotifyForm, RescheduleForm, WeatherNotifyForm
-from .models import Airport, Booking, Customer, Flight, FlightEvent, Notification, ShardCheckpoint, WeatherAlert
+from .models import Airport, AlertSource, Booking, Customer, Flight, FlightEvent, Notification, ShardCheckpoint, WeatherAlert
 from .pagination import DeferredJoinPaginator
 
 admin.site.site_header = "Air-ticket staff portal"
@@ -226,6 +226,19 @@ class AlertValidityFilter(admin.SimpleListFilter):
         }.get(self.value(), lambda: queryset)()
 
 
+class AlertSourceFilter(admin.SimpleListFilter):
+    """By source, named by its code (METAR, CAP): the choice labels would read "Metar"."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request, model_admin):
+        return [(code, code) for code in AlertSource.values]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(source=self.value()) if self.value() else queryset
+
+
 # --- intermediate action pages ------------------------------------------------------------
 
 
@@ -290,12 +303,16 @@ class AirportAdmin(ReadModelAdmin):
 
 @admin.register(Customer)
 class CustomerAdmin(ReadModelAdmin):
-    list_display = ["customer_id", "full_name", "email", "mobile", "version", "updated_at", "bookings"]
+    list_display = ["customer_id", "full_name", "email", "mobile", "bookings", "updated"]
     search_fields = ["^customer_id", "^full_name"]
     list_filter = [date_range_filter("created_at", "registered")]
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(deleted=False)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, customer):
+        return display.utc_html(customer.updated_at, short=True)
 
     @admin.display(description="bookings")
     def bookings(self, customer):
@@ -368,10 +385,10 @@ class FlightAdmin(OpensOnToday, ReadModelAdmin):
     @admin.display(description="flight", ordering="flight_date")
     def flight(self, flight):
         return format_html(
-            '<a href="{}">{}</a> <span class="muted">{:%a %d %b}</span>',
+            '<a href="{}">{}</a> <span class="muted">{}</span>',
             flight_page_url(flight.pk),
             flight.flight_number,
-            flight.flight_date,
+            f"{flight.flight_date:%a %d %b}",
         )
 
     @admin.display(description="status", ordering="status")
@@ -612,7 +629,7 @@ def _reach(counts: selectors.FlightPassengerCounts, *, what: str) -> str:
 class BookingAdmin(ReadModelAdmin):
     # What an ops person acts on first: the booking's state, its flight's state and current
     # departure; then which flight and who.
-    list_display = ["status_badge", "flight_status", "departure", "flight_link", "route", "customer_link", "order_id", "booked"]
+    list_display = ["status_badge", "flight_status", "departure", "flight_link", "route", "customer_link", "order", "booked"]
     list_display_links = None
     list_filter = [
         "status",
@@ -668,7 +685,7 @@ class BookingAdmin(ReadModelAdmin):
         flight = _flight_of(booking)
         return display.badge(flight.status) if flight else format_html('<span class="muted">{}</span>', "not projected yet")
 
-    @admin.display(description="departs now (local)")
+    @admin.display(description="departs (local)")
     def departure(self, booking):
         """The flight's current departure; the booked one beside it when it moved."""
         flight = _flight_of(booking)
@@ -676,16 +693,18 @@ class BookingAdmin(ReadModelAdmin):
             return display.time_html(display.at_airport(day=booking.flight_date, at=booking.departure_time, airport=booking.origin))
         moment = flight_times(flight)[0]
         if flight.departure_time != booking.departure_time:
-            return display.time_html(moment, extra=format_html(' <s class="muted" title="booked">{:%H:%M}</s>', booking.departure_time))
+            return display.time_html(
+                moment, extra=format_html(' <s class="muted" title="booked">{}</s>', f"{booking.departure_time:%H:%M}")
+            )
         return display.time_html(moment)
 
     @admin.display(description="flight", ordering="flight_date")
     def flight_link(self, booking):
         return format_html(
-            '<a href="{}">{}</a> <span class="muted">{:%d %b}</span>',
+            '<a href="{}">{}</a> <span class="muted">{}</span>',
             flight_page_url(booking.flight_id),
             booking.flight_number,
-            booking.flight_date,
+            f"{booking.flight_date:%d %b}",
         )
 
     @admin.display(description="passenger", ordering="customer_id")
@@ -699,9 +718,14 @@ class BookingAdmin(ReadModelAdmin):
     def route(self, booking):
         return route_of(booking)
 
+    @admin.display(description="order", ordering="order_id")
+    def order(self, booking):
+        """The first 8 characters, like a short commit hash; the whole id on hover."""
+        return display.short_id(booking.order_id)
+
     @admin.display(description="booked", ordering="created_at")
     def booked(self, booking):
-        return display.utc_html(booking.created_at)
+        return display.utc_html(booking.created_at, short=True)
 
     @admin.action(description="Notify the selected passengers")
     def notify_passengers(self, request, queryset):
@@ -731,7 +755,7 @@ class BookingAdmin(ReadModelAdmin):
 class WeatherAlertAdmin(FastAdmin):
     list_display = ["state", "place", "kind", "severity", "starts", "ends", "affected", "headline_short", "source_label"]
     list_display_links = ["place"]
-    list_filter = [AlertValidityFilter, "severity", "kind", "source", date_range_filter("valid_from", "starts")]
+    list_filter = [AlertValidityFilter, "severity", "kind", AlertSourceFilter, date_range_filter("valid_from", "starts")]
     search_fields = ["^city", "^airport__iata", "headline"]
     list_select_related = ["airport"]
     fields = ["city", "country", "airport", "kind", "severity", "valid_from", "valid_to", "headline", "raw_text", "source", "source_id"]
@@ -758,9 +782,9 @@ class WeatherAlertAdmin(FastAdmin):
     @admin.display(description="affected")
     def affected(self, alert):
         """How many ORDERED bookings the alert touches, linked to them."""
-        count = selectors.passenger_list_by_alerts(alerts=[alert]).count()
+        count, more = selectors.weather_alert_affected_count(alert=alert)
         url = reverse("admin:admin_portal_booking_changelist") + "?" + urlencode({"weather": alert.pk, "status__exact": "ORDERED"})
-        return format_html('<a href="{}">{} passenger{}</a>', url, count, "" if count == 1 else "s")
+        return format_html('<a href="{}">{}{} passenger{}</a>', url, count, "+" if more else "", "" if count == 1 else "s")
 
     @admin.display(description="headline")
     def headline_short(self, alert):
@@ -810,7 +834,7 @@ class NotificationAdmin(ReadModelAdmin):
 
     @admin.display(description="sent", ordering="created_at")
     def sent(self, notification):
-        return display.utc_html(notification.created_at)
+        return display.utc_html(notification.created_at, short=True)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, notification):
@@ -826,7 +850,9 @@ class NotificationAdmin(ReadModelAdmin):
             booking = notification.booking
         except Booking.DoesNotExist:
             return "-"
-        return format_html('<a href="{}">{} {:%d %b}</a>', flight_page_url(booking.flight_id), booking.flight_number, booking.flight_date)
+        return format_html(
+            '<a href="{}">{} {}</a>', flight_page_url(booking.flight_id), booking.flight_number, f"{booking.flight_date:%d %b}"
+        )
 
 
 @admin.register(FlightEvent)

@@ -70,13 +70,20 @@ def hhmm_at(*, day: date, hhmm: str, airport: str) -> LocalTime:
     return at_airport(day=day, at=time.fromisoformat(hhmm), airport=airport)
 
 
-def utc_html(moment: datetime | None, *, with_date: bool = True) -> SafeString | str:
-    """An instant the system recorded, in UTC and labelled so."""
+def utc_html(moment: datetime | None, *, short: bool = False) -> SafeString | str:
+    """An instant the system recorded, in UTC and labelled so; `short` drops the year (on hover)."""
     if moment is None:
         return "-"
     moment = moment.astimezone(UTC)
-    text = f"{moment:%Y-%m-%d %H:%M} UTC" if with_date else f"{moment:%H:%M} UTC"
-    return format_html('<time datetime="{}">{}</time>', moment.isoformat().replace("+00:00", "Z"), text)
+    full = f"{moment:%Y-%m-%d %H:%M} UTC"
+    text = f"{moment:%d %b %H:%M} UTC" if short else full
+    return format_html('<time datetime="{}" title="{}">{}</time>', moment.isoformat().replace("+00:00", "Z"), full, text)
+
+
+def short_id(value: str, *, length: int = 8) -> SafeString:
+    """A long identifier (a 32-character order id) cut short, whole on hover."""
+    shown = value if len(value) <= length + 1 else f"{value[:length]}…"
+    return format_html('<span class="id" title="{}">{}</span>', value, shown)
 
 
 def alert_zone(alert: WeatherAlert) -> ZoneInfo:
@@ -92,10 +99,10 @@ def alert_zone(alert: WeatherAlert) -> ZoneInfo:
 def alert_time_html(alert: WeatherAlert, moment: datetime) -> SafeString:
     local = LocalTime(moment.astimezone(alert_zone(alert)))
     return format_html(
-        '<time datetime="{}" title="{}">{:%d %b} {}</time>',
+        '<time datetime="{}" title="{}">{} {}</time>',
         local.utc.isoformat().replace("+00:00", "Z"),
         f"{local.utc:%Y-%m-%d %H:%M} UTC",
-        local.local,
+        f"{local.local:%d %b}",
         local.label,
     )
 

@@ -370,3 +370,13 @@ def flight_notice_summary(*, flight: Flight) -> list[dict]:
 def flights_affected_count(*, flights: QuerySet[Flight]) -> int:
     """ORDERED bookings on any of `flights` (what a bulk cancel or delay reaches)."""
     return booking_base().filter(flight_id__in=flights.order_by().values("pk")).count()
+
+
+AFFECTED_COUNT_CAP = 10_000
+
+
+def weather_alert_affected_count(*, alert: WeatherAlert, cap: int = AFFECTED_COUNT_CAP) -> tuple[int, bool]:
+    """(ORDERED bookings the alert touches, whether there are more than `cap`): exact up to the
+    cap, like the admin's list counts, so a list of alerts never counts a hub's whole month."""
+    n = passenger_list_by_alerts(alerts=[alert]).order_by().values("pk")[: cap + 1].count()
+    return min(n, cap), n > cap
