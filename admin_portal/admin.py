@@ -477,7 +477,14 @@ class FlightAdmin(OpensOnToday, ReadModelAdmin):
         if event.kind == "CANCELLED":
             return "cancelled"
         before, after = (event.detail or {}).get("from", {}), (event.detail or {}).get("to", {})
-        return f"departure {before.get('departure_time', '?')} → {after.get('departure_time', '?')}, arrival {before.get('arrival_time', '?')} → {after.get('arrival_time', '?')} (local)"
+
+        def hhmm(schedule: dict, name: str) -> str:
+            return (schedule.get(name) or "?")[:5]  # the images carry HH:MM:SS
+
+        return (
+            f"departure {hhmm(before, 'departure_time')} → {hhmm(after, 'departure_time')}, "
+            f"arrival {hhmm(before, 'arrival_time')} → {hhmm(after, 'arrival_time')} (local)"
+        )
 
     def _action_page(self, request, flight, *, form, title: str, button: str, reach: str, danger: bool = False):
         context = {
@@ -762,6 +769,17 @@ class WeatherAlertAdmin(FastAdmin):
     readonly_fields = ["source", "source_id"]
     raw_id_fields = ["airport"]
     actions = ["notify_affected", "expire_now"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        """The date and the time box of a split date-time share one label: each gets its own
+        accessible name, and the date's says which zone the time is in."""
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name in ("valid_from", "valid_to") and field is not None:
+            date_box, time_box = field.widget.widgets
+            date_box.attrs["aria-label"] = f"{db_field.verbose_name}: date (UTC)"
+            time_box.attrs["aria-label"] = f"{db_field.verbose_name}: time (UTC)"
+            field.help_text = "in UTC"
+        return field
 
     @admin.display(description="state")
     def state(self, alert):

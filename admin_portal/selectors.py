@@ -342,8 +342,9 @@ def flight_booked_schedule(*, flight: Flight) -> dict[str, str]:
     first = FlightEvent.objects.filter(flight_id=flight.pk, flight_created_at=flight.created_at).order_by("id").first()
     before = (first.detail or {}).get("from", {}) if first else {}
     return {
-        "departure_time": before.get("departure_time") or f"{flight.departure_time:%H:%M}",
-        "arrival_time": before.get("arrival_time") or f"{flight.arrival_time:%H:%M}",
+        # HH:MM (the images may carry seconds)
+        "departure_time": (before.get("departure_time") or f"{flight.departure_time:%H:%M}")[:5],
+        "arrival_time": (before.get("arrival_time") or f"{flight.arrival_time:%H:%M}")[:5],
     }
 
 

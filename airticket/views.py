@@ -23,7 +23,11 @@ def _site_links(request) -> list[tuple[str, str, str]]:
     """(title, url, what it is) for the landing page."""
     return [
         ("Staff portal", reverse("admin:index"), "flights, passengers, weather alerts, notifications (staff login)"),
-        ("Flights from today", reverse("admin:admin_portal_flight_changelist"), "each flight's page: passengers, counts, cancel, delay, notify"),
+        (
+            "Flights from today",
+            reverse("admin:admin_portal_flight_changelist"),
+            "each flight's page: passengers, counts, cancel, delay, notify",
+        ),
         ("Operations", reverse("admin:admin_portal_shardcheckpoint_changelist"), "CDC checkpoints and lag, the dead-letter queue"),
         ("Query API", reverse("query-root"), "read-only staff API over the read models (browsable with a staff login)"),
         ("Command API", reverse("command-root"), "bookings on DynamoDB (bearer tokens)"),
