@@ -14,7 +14,7 @@ urlpatterns = [
     path("api/v1/", include("bookings.urls")),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/v1/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/v1/redoc", SpectacularRedocView.as_view(url_name="schema", template_name="airticket/redoc.html"), name="redoc"),
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]
