@@ -106,6 +106,7 @@ class FormFilter(admin.ListFilter):
 
     def __init__(self, request, params, model, model_admin):
         super().__init__(request, params, model, model_admin)
+        self.model_admin = model_admin
         for name, _, _ in self.inputs:
             if name in params:
                 values = params.pop(name)
@@ -121,13 +122,25 @@ class FormFilter(admin.ListFilter):
 
     def choices(self, changelist):
         mine = set(self.expected_parameters())
-        hidden = [(key, value) for key, values in changelist.params.items() if key not in mine for value in values]
+        # A selection (a flight, a city, the weather) starts afresh from the date a list opens
+        # on: the passengers of yesterday's flight are not hidden by "from today".
+        opens_on = getattr(self.model_admin, "opens_on", "")
+        dropped = mine if f"{opens_on}__from" in mine else mine | {f"{opens_on}__from"}
+        hidden = [(key, value) for key, values in changelist.params.items() if key not in dropped for value in values]
         yield {
             "inputs": [(name, label, kind, self.used_parameters.get(name, "")) for name, label, kind in self.inputs],
             "hidden": hidden,
-            "clear_url": changelist.get_query_string(remove=list(mine)),
+            "clear_url": self.clear_url(changelist, mine),
             "active": bool(self.used_parameters),
         }
+
+    def clear_url(self, changelist, mine: set[str]) -> str:
+        """Without this filter's parameters; for the date a list opens on (`OpensOnToday`),
+        with an empty "from", meaning every date (an absent one would open on today again)."""
+        opens_on = getattr(self.model_admin, "opens_on", "")
+        if opens_on and f"{opens_on}__from" in mine:
+            return changelist.get_query_string({f"{opens_on}__from": ""}, remove=list(mine))
+        return changelist.get_query_string(remove=list(mine))
 
     def queryset(self, request, queryset):
         if not self.used_parameters:
@@ -634,7 +647,7 @@ def _reach(counts: selectors.FlightPassengerCounts, *, what: str) -> str:
 
 
 @admin.register(Booking)
-class BookingAdmin(ReadModelAdmin):
+class BookingAdmin(OpensOnToday, ReadModelAdmin):
     # What an ops person acts on first: the booking's state, its flight's state and current
     # departure; then which flight and who.
     list_display = ["status_badge", "flight_status", "departure", "flight_link", "route", "customer_link", "order", "booked"]
@@ -653,6 +666,7 @@ class BookingAdmin(ReadModelAdmin):
     # and an inner join (what list_select_related does for a required key) would hide it.
     list_select_related = False
     actions = ["notify_passengers"]
+    opens_on = "flight_date"  # bookings of flights from today; "clear" on the date shows every date
 
     def get_queryset(self, request):
         # The flight is prefetched too (for its current status and times), for the same reason.
