@@ -95,6 +95,9 @@ class ReadModelAdmin(NoWrites, FastAdmin):
     """Projected rows: they change only through the CDC projection."""
 
 
+PROJECTION_INTERNALS = ["version", "deleted", "projected_at"]  # bookkeeping, not for staff eyes
+
+
 # --- list filters -------------------------------------------------------------------------
 
 
@@ -317,6 +320,7 @@ class AirportAdmin(ReadModelAdmin):
 @admin.register(Customer)
 class CustomerAdmin(ReadModelAdmin):
     list_display = ["customer_id", "full_name", "email", "mobile", "bookings", "updated"]
+    exclude = PROJECTION_INTERNALS
     search_fields = ["^customer_id", "^full_name"]
     list_filter = [date_range_filter("created_at", "registered")]
 
@@ -651,6 +655,7 @@ class BookingAdmin(OpensOnToday, ReadModelAdmin):
     # What an ops person acts on first: the booking's state, its flight's state and current
     # departure; then which flight and who.
     list_display = ["status_badge", "flight_status", "departure", "flight_link", "route", "customer_link", "order", "booked"]
+    exclude = PROJECTION_INTERNALS
     list_display_links = None
     list_filter = [
         "status",
@@ -890,9 +895,23 @@ class NotificationAdmin(ReadModelAdmin):
 
 @admin.register(FlightEvent)
 class FlightEventAdmin(ReadModelAdmin):
-    list_display = ["created_at", "flight_id", "kind", "flight_version", "processed_at"]
+    list_display = ["recorded", "flight_link", "kind", "notices_done"]
+    list_display_links = ["recorded"]
     list_filter = ["kind", ("processed_at", admin.EmptyFieldListFilter)]
     search_fields = ["^flight_id"]
+
+    @admin.display(description="recorded", ordering="created_at")
+    def recorded(self, event):
+        return display.utc_html(event.created_at, short=True)
+
+    @admin.display(description="flight")
+    def flight_link(self, event):
+        number, _, day = event.flight_id.partition("#")
+        return format_html('<a href="{}">{} {}</a>', flight_page_url(event.flight_id), number, day)
+
+    @admin.display(description="notices done", ordering="processed_at")
+    def notices_done(self, event):
+        return display.utc_html(event.processed_at, short=True) if event.processed_at else "still open (late bookings are notified too)"
 
 
 @admin.register(ShardCheckpoint)
