@@ -68,6 +68,9 @@ class Reply:
     ms: float
 
 
+TRUNCATED = "*truncated*"  # the pending check of a truncate (no entity id has asterisks)
+
+
 @dataclass
 class Ingestor:
     api: str
@@ -75,8 +78,10 @@ class Ingestor:
     out: Callable[[str], None] = print
     flight_date: str = field(default_factory=lambda: (date.today() + timedelta(days=1)).isoformat())
     wait_timeout: float = 60.0
-    # The newest write this run made, as a check that is true once the read model shows it.
-    pending: Callable[[], bool] | None = None
+    # This run's writes not yet seen in the read model, per entity (a newer write replaces the
+    # older's check), as checks that are true once it shows them. All of them, not only the
+    # newest: writes on different shards reach the read model in any order.
+    pending: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
     def __post_init__(self):
         if urllib.parse.urlsplit(self.api).scheme not in ("http", "https"):
@@ -119,17 +124,23 @@ class Ingestor:
 
     # --- waiting for the read model ------------------------------------------------------
 
+    def expect(self, entity: str, check: Callable[[], bool]) -> None:
+        # A write after a truncate means the read model will not be empty again: stop waiting for it.
+        self.pending.pop(TRUNCATED, None)
+        self.pending[entity] = check
+
     def catch_up(self) -> None:
-        """Wait until this run's newest write is visible; print the lag."""
-        if self.pending is None:
+        """Wait until every write of this run is visible; print the lag."""
+        if not self.pending:
             return
         started = time.monotonic()
-        while not self.pending():
-            if time.monotonic() - started > self.wait_timeout:
+        while self.pending:
+            self.pending = {entity: check for entity, check in self.pending.items() if not check()}
+            if self.pending and time.monotonic() - started > self.wait_timeout:
                 raise IngestError(f"the read model did not catch up within {self.wait_timeout:.0f} s")
-            time.sleep(0.1)
+            if self.pending:
+                time.sleep(0.1)
         self.out(f"  read model caught up (lag {time.monotonic() - started:.2f} s)")
-        self.pending = None
 
     def customer_visible(self, customer_id: str, version: int) -> Callable[[], bool]:
         def check() -> bool:
@@ -169,7 +180,8 @@ class Ingestor:
         if reply.status != 200:
             raise IngestError(reply.body.get("error", {}).get("message", str(reply.body)))
         self.out(f"  deleted {reply.body['deleted_items']} items from the write model")
-        self.pending = lambda: self.count("/api/v1/query/customers") == 0
+        # Everything written before is gone: only the emptiness is still to be seen.
+        self.pending = {TRUNCATED: lambda: self.count("/api/v1/query/customers") == 0}
 
     def step_3(self) -> None:
         self.catch_up()
@@ -195,7 +207,7 @@ class Ingestor:
             }
             reply = self.call("POST", "/api/v1/customers", body, key=f"register-{customer_id}-{uuid.uuid4().hex}", quiet=True)
             if reply.status == 201:
-                self.pending = self.customer_visible(customer_id, reply.body["version"])
+                self.expect(customer_id, self.customer_visible(customer_id, reply.body["version"]))
             return reply
 
         replies = self.progress("registering", CUSTOMERS, register)
@@ -209,7 +221,7 @@ class Ingestor:
         body = {"flight_number": flight_number, "flight_date": self.flight_date}
         reply = self.call("POST", f"/api/v1/customers/{customer_id}/orders", body, key=f"book-{uuid.uuid4().hex}", quiet=True)
         if reply.status == 201:
-            self.pending = self.booking_visible(reply.body)
+            self.expect(reply.body["order_id"], self.booking_visible(reply.body))
         return reply
 
     def step_8(self) -> None:
@@ -222,7 +234,7 @@ class Ingestor:
                 return None
             reply = self.call("POST", f"/api/v1/customers/{customer_id}/orders/{active[0]['order_id']}/cancel", quiet=True)
             if reply.status == 200:
-                self.pending = self.booking_visible(reply.body)
+                self.expect(reply.body["order_id"], self.booking_visible(reply.body))
             return reply
 
         replies = self.progress("cancelling", CANCELLED, cancel)
@@ -237,7 +249,7 @@ class Ingestor:
 
         body = {"customer_id": DUPLICATE_CUSTOMER, "full_name": "Duplicate Delivery", "mobile": "+86 139 0000 0000"}
         self.call("POST", "/api/v1/customers", body, key=f"dup-{uuid.uuid4().hex}")
-        self.catch_up_on(self.customer_visible(DUPLICATE_CUSTOMER, 1))
+        self.catch_up_on(DUPLICATE_CUSTOMER, self.customer_visible(DUPLICATE_CUSTOMER, 1))
         record = streamtools.find_record(pk=f"CUSTOMER#{DUPLICATE_CUSTOMER}", sk="PROFILE", event_name="INSERT")
         if record is None:
             raise IngestError(f"no INSERT record for {DUPLICATE_CUSTOMER} on the stream")
@@ -245,10 +257,10 @@ class Ingestor:
         self.out(f"  delivered the INSERT of {DUPLICATE_CUSTOMER} a second time (shard order kept by its partition key)")
         # A later change on the same item (same shard) proves the duplicate has been consumed.
         reply = self.call("PATCH", f"/api/v1/customers/{DUPLICATE_CUSTOMER}", {"mobile": "+86 139 1111 1111"})
-        self.pending = self.customer_visible(DUPLICATE_CUSTOMER, reply.body["version"])
+        self.expect(DUPLICATE_CUSTOMER, self.customer_visible(DUPLICATE_CUSTOMER, reply.body["version"]))
 
-    def catch_up_on(self, check: Callable[[], bool]) -> None:
-        self.pending = check
+    def catch_up_on(self, entity: str, check: Callable[[], bool]) -> None:
+        self.expect(entity, check)
         self.catch_up()
 
     def step_11(self) -> None:
