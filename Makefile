@@ -18,8 +18,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
-	@# mysqlclient needs a C client library; without one, settings fall back to PyMySQL.
-	$(BIN)/pip install -q mysqlclient==2.3.2 || echo "mysqlclient did not build; using PyMySQL"
+	@# mysqlclient needs a C compiler and client library (apt-get install gcc pkg-config
+	@# default-libmysqlclient-dev); without them the settings fall back to PyMySQL. The build's
+	@# output goes to a log, so a fallback is one line, not a traceback.
+	@$(BIN)/pip install -q mysqlclient==2.3.2 >$(VENV)/mysqlclient-build.log 2>&1 \
+		|| echo "mysqlclient did not build, using PyMySQL (for the faster driver: apt-get install gcc pkg-config default-libmysqlclient-dev; see $(VENV)/mysqlclient-build.log)"
 	touch $@
 
 run: install

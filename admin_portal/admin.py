@@ -15,13 +15,17 @@ from datetime import date, datetime, time, timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.models import LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters, ShowFacets
+from django.contrib.admin.utils import quote, unquote
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import DateTimeField
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -30,11 +34,12 @@ from django.utils.http import urlencode
 from airticket.errors import DomainError
 from bookings import services as commands
 
-from . import operations, selectors, services
+from . import display, operations, selectors, services
 from .filters import PassengerFilter
-from .forms import ConfirmForm, NotifyForm, RescheduleForm, WeatherNotifyForm
+from .forms import ConfirmForm, FlightDelayForm, NotifyForm, RescheduleForm, WeatherNotifyForm
 from .models import (
     Airport,
+    AlertSource,
     Booking,
     BookingStatus,
     Customer,
@@ -50,6 +55,8 @@ from .pagination import DeferredJoinPaginator
 admin.site.site_header = "Air-ticket staff portal"
 admin.site.site_title = "Air-ticket staff"
 admin.site.index_title = "Bookings, flights, weather and operations"
+# The app list in a sidebar takes 275 px of every page: the lists need the width.
+admin.site.enable_nav_sidebar = False
 
 
 class CappedCountPaginator(DeferredJoinPaginator):
@@ -100,6 +107,9 @@ class ReadModelAdmin(NoWrites, FastAdmin):
     """Projected rows: they change only through the CDC projection."""
 
 
+PROJECTION_INTERNALS = ["version", "deleted", "projected_at"]  # bookkeeping, not for staff eyes
+
+
 # --- list filters -------------------------------------------------------------------------
 
 
@@ -111,6 +121,7 @@ class FormFilter(admin.ListFilter):
 
     def __init__(self, request, params, model, model_admin):
         super().__init__(request, params, model, model_admin)
+        self.model_admin = model_admin
         for name, _, _ in self.inputs:
             if name in params:
                 values = params.pop(name)
@@ -126,13 +137,25 @@ class FormFilter(admin.ListFilter):
 
     def choices(self, changelist):
         mine = set(self.expected_parameters())
-        hidden = [(key, value) for key, values in changelist.params.items() if key not in mine for value in values]
+        # A selection (a flight, a city, the weather) starts afresh from the date a list opens
+        # on: the passengers of yesterday's flight are not hidden by "from today".
+        opens_on = getattr(self.model_admin, "opens_on", "")
+        dropped = mine if f"{opens_on}__from" in mine else mine | {f"{opens_on}__from"}
+        hidden = [(key, value) for key, values in changelist.params.items() if key not in dropped for value in values]
         yield {
             "inputs": [(name, label, kind, self.used_parameters.get(name, "")) for name, label, kind in self.inputs],
             "hidden": hidden,
-            "clear_url": changelist.get_query_string(remove=list(mine)),
+            "clear_url": self.clear_url(changelist, mine),
             "active": bool(self.used_parameters),
         }
+
+    def clear_url(self, changelist, mine: set[str]) -> str:
+        """Without this filter's parameters; for the date a list opens on (`OpensOnToday`),
+        with an empty "from", meaning every date (an absent one would open on today again)."""
+        opens_on = getattr(self.model_admin, "opens_on", "")
+        if opens_on and f"{opens_on}__from" in mine:
+            return changelist.get_query_string({f"{opens_on}__from": ""}, remove=list(mine))
+        return changelist.get_query_string(remove=list(mine))
 
     def queryset(self, request, queryset):
         if not self.used_parameters:
@@ -242,6 +265,19 @@ class AlertValidityFilter(admin.SimpleListFilter):
         }.get(self.value(), lambda: queryset)()
 
 
+class AlertSourceFilter(admin.SimpleListFilter):
+    """By source, named by its code (METAR, CAP): the choice labels would read "Metar"."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request, model_admin):
+        return [(code, code) for code in AlertSource.values]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(source=self.value()) if self.value() else queryset
+
+
 # --- intermediate action pages ------------------------------------------------------------
 
 
@@ -277,6 +313,14 @@ def action_input(modeladmin, request, queryset, form_class, *, title: str, actio
     return None, page
 
 
+def _flight_of(booking: Booking) -> Flight | None:
+    """The booking's (prefetched) flight, or None while the projection has not got it yet."""
+    try:
+        return booking.flight
+    except Flight.DoesNotExist:
+        return None
+
+
 def _staff_name(request) -> str:
     return request.user.get_username()
 
@@ -298,12 +342,17 @@ class AirportAdmin(ReadModelAdmin):
 
 @admin.register(Customer)
 class CustomerAdmin(ReadModelAdmin):
-    list_display = ["customer_id", "full_name", "email", "mobile", "version", "updated_at", "bookings"]
+    list_display = ["customer_id", "full_name", "email", "mobile", "bookings", "updated"]
+    exclude = PROJECTION_INTERNALS
     search_fields = ["^customer_id", "^full_name"]
     list_filter = [date_range_filter("created_at", "registered")]
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(deleted=False)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, customer):
+        return display.utc_html(customer.updated_at, short=True)
 
     @admin.display(description="bookings")
     def bookings(self, customer):
@@ -321,35 +370,250 @@ def route_of(obj) -> str:
     )
 
 
+def flight_page_url(flight_key: str) -> str:
+    return reverse("admin:admin_portal_flight_change", args=[quote(flight_key)])
+
+
+def flight_times(
+    flight: Flight, *, departure: str | None = None, arrival: str | None = None
+) -> tuple[display.LocalTime, display.LocalTime]:
+    """Departure (at the origin) and arrival (at the destination), local; the current
+    schedule unless other HH:MM times are given."""
+    departs = time.fromisoformat(departure) if departure else flight.departure_time
+    arrives = time.fromisoformat(arrival) if arrival else flight.arrival_time
+    day = flight.flight_date
+    return (
+        display.at_airport(day=day, at=departs, airport=flight.origin_id),
+        display.at_airport(day=display.arrival_day(day=day, departs=departs, arrives=arrives), at=arrives, airport=flight.destination_id),
+    )
+
+
+def today_at_home() -> date:
+    """The first flight date that is still today somewhere (local dates run from UTC-12 to
+    UTC+14), so a list opening on "today" hides no flight that has not flown yet."""
+    return (timezone.now() - timedelta(hours=12)).date()
+
+
+class OpensOnToday:
+    """A list that opens on today's rows: with no query at all, redirect to
+    `?<field>__from=<today>`. A "from" the user set, or an empty one (`?<field>__from=`: every
+    date), is kept."""
+
+    opens_on: str = ""
+
+    def changelist_view(self, request, extra_context=None):
+        if not request.GET and request.method == "GET":
+            return HttpResponseRedirect(f"{request.path}?{urlencode({f'{self.opens_on}__from': today_at_home().isoformat()})}")
+        return super().changelist_view(request, extra_context)
+
+
 @admin.register(Flight)
-class FlightAdmin(ReadModelAdmin):
-    list_display = ["flight_number", "flight_date", "route", "departure_time", "arrival_time", "seats", "status", "passengers"]
+class FlightAdmin(OpensOnToday, ReadModelAdmin):
+    list_display = ["flight", "status_badge", "departure", "arrival", "route", "load", "passengers"]
+    list_display_links = None
     list_filter = ["status", date_range_filter("flight_date", "flight date")]
     search_fields = ["flight_number"]
     search_help_text = "a flight number (prefix), or a city or IATA code the flight touches"
-    list_select_related = ["origin", "destination"]
+    # The route shows codes only: no join (an airport missing from the table would hide the flight).
+    list_select_related = False
     actions = ["cancel_flights", "reschedule_flights"]
-    ordering = ["-flight_date", "flight_number"]
+    ordering = ["flight_date", "departure_time", "flight_number"]
+    opens_on = "flight_date"
 
     def get_search_results(self, request, queryset, search_term):
         return selectors.flight_search(flights=queryset, term=search_term), False
+
+    @admin.display(description="flight", ordering="flight_date")
+    def flight(self, flight):
+        return format_html(
+            '<a href="{}">{}</a> <span class="muted">{}</span>',
+            flight_page_url(flight.pk),
+            flight.flight_number,
+            f"{flight.flight_date:%a %d %b}",
+        )
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, flight):
+        return display.badge(flight.status)
+
+    @admin.display(description="departs (local)", ordering="departure_time")
+    def departure(self, flight):
+        return display.time_html(flight_times(flight)[0])
+
+    @admin.display(description="arrives (local)")
+    def arrival(self, flight):
+        return display.time_html(flight_times(flight)[1])
 
     @admin.display(description="route")
     def route(self, flight):
         return route_of(flight)
 
-    @admin.display(description="seats")
-    def seats(self, flight):
+    @admin.display(description="load")
+    def load(self, flight):
         return f"{flight.seats_booked}/{flight.capacity}"
 
     @admin.display(description="passengers")
     def passengers(self, flight):
-        url = (
-            reverse("admin:admin_portal_booking_changelist")
-            + "?"
-            + urlencode({"flight_number": flight.flight_number, "flight_date": flight.flight_date.isoformat()})
+        return format_html('<a href="{}#passengers">passengers</a>', flight_page_url(flight.pk))
+
+    # --- the flight page: the hub for one flight ----------------------------------------
+
+    def get_urls(self):
+        # Before the admin's own: its "<path:object_id>/" would swallow ".../cancel/".
+        actions = [
+            path(f"<path:object_id>/{name}/", self.admin_site.admin_view(view), name=f"admin_portal_flight_{name}")
+            for name, view in (("cancel", self.cancel_view), ("delay", self.delay_view), ("notify", self.notify_view))
+        ]
+        return actions + super().get_urls()
+
+    def _flight_or_redirect(self, request, object_id):
+        flight = self.get_object(request, unquote(object_id))
+        if flight is None:
+            return None, self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, flight):
+            raise PermissionDenied
+        return flight, None
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        flight, missing = self._flight_or_redirect(request, object_id)
+        if missing:
+            return missing
+        booked = selectors.flight_booked_schedule(flight=flight)
+        paginator = Paginator(selectors.flight_passenger_list(flight=flight), 50)
+        page = paginator.get_page(request.GET.get("page"))
+        context = {
+            **self.admin_site.each_context(request),
+            **self._flight_context(flight),
+            "title": f"{flight.flight_number} on {flight.flight_date:%a %d %b %Y}",
+            "schedule": {
+                "booked": flight_times(flight, departure=booked["departure_time"], arrival=booked["arrival_time"]),
+                "now": flight_times(flight),
+            },
+            "passengers": [(booking, selectors.customer_of(booking)) for booking in page],
+            "page": page,
+            "events": [(event, self._event_change(flight, event)) for event in selectors.flight_event_list(flight=flight)[:50]],
+            "notices": selectors.flight_notice_summary(flight=flight),
+            "staff_actions": LogEntry.objects.filter(
+                content_type=ContentType.objects.get_for_model(Flight), object_id=flight.pk
+            ).select_related("user")[:20],
+        }
+        return TemplateResponse(request, "admin_portal/flight_page.html", context)
+
+    def _flight_context(self, flight: Flight) -> dict:
+        return {
+            "opts": self.opts,
+            "flight": flight,
+            "route": route_of(flight),
+            "counts": selectors.flight_passenger_counts(flight=flight),
+            "flight_url": flight_page_url(flight.pk),
+            "zones": {
+                "origin": display.airport_zone(flight.origin_id).key,
+                "destination": display.airport_zone(flight.destination_id).key,
+            },
+        }
+
+    @staticmethod
+    def _event_change(flight: Flight, event: FlightEvent) -> str:
+        """What an event changed, in words: "cancelled", or the times before and after."""
+        if event.kind == "CANCELLED":
+            return "cancelled"
+        before, after = (event.detail or {}).get("from", {}), (event.detail or {}).get("to", {})
+
+        def hhmm(schedule: dict, name: str) -> str:
+            return (schedule.get(name) or "?")[:5]  # the images carry HH:MM:SS
+
+        return (
+            f"departure {hhmm(before, 'departure_time')} → {hhmm(after, 'departure_time')}, "
+            f"arrival {hhmm(before, 'arrival_time')} → {hhmm(after, 'arrival_time')} (local)"
         )
-        return format_html('<a href="{}">passengers</a>', url)
+
+    def _action_page(self, request, flight, *, form, title: str, button: str, reach: str, danger: bool = False):
+        context = {
+            **self.admin_site.each_context(request),
+            **self._flight_context(flight),
+            "title": title,
+            "form": form,
+            "button": button,
+            "reach": reach,
+            "danger": danger,
+        }
+        return TemplateResponse(request, "admin_portal/flight_action.html", context)
+
+    def _issue(self, request, flight, command, *, done: str, **kwargs) -> bool:
+        try:
+            command(flight_number=flight.flight_number, flight_date=flight.flight_date.isoformat(), **kwargs)
+        except DomainError as exc:
+            self.message_user(request, f"{flight}: {exc.message}", messages.ERROR)
+            return False
+        self.log_change(request, flight, done)
+        self.message_user(request, f"{done}. The page shows it once the change has come through the CDC.", messages.SUCCESS)
+        return True
+
+    def cancel_view(self, request, object_id):
+        flight, missing = self._flight_or_redirect(request, object_id)
+        if missing:
+            return missing
+        counts = selectors.flight_passenger_counts(flight=flight)
+        form = ConfirmForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            self._issue(request, flight, commands.flight_cancel, done=f"Cancelled {flight}")
+            return HttpResponseRedirect(flight_page_url(flight.pk))
+        reach = _reach(counts, what="are told by email that the flight is cancelled")
+        return self._action_page(
+            request, flight, form=form, title=f"Cancel {flight}", button="Cancel this flight", reach=reach, danger=True
+        )
+
+    def delay_view(self, request, object_id):
+        flight, missing = self._flight_or_redirect(request, object_id)
+        if missing:
+            return missing
+        counts = selectors.flight_passenger_counts(flight=flight)
+        zones = self._flight_context(flight)["zones"]
+        current = {"departure_time": f"{flight.departure_time:%H:%M}", "arrival_time": f"{flight.arrival_time:%H:%M}"}
+        form = FlightDelayForm(request.POST if request.method == "POST" else None, initial=current, current=current, zones=zones)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            done = f"Delayed {flight}: departs {data['departure_time']}, arrives {data['arrival_time']} (local); reason: {data['reason']}"
+            self._issue(
+                request,
+                flight,
+                commands.flight_reschedule,
+                done=done,
+                departure_time=data["departure_time"],
+                arrival_time=data["arrival_time"],
+            )
+            return HttpResponseRedirect(flight_page_url(flight.pk))
+        reach = _reach(counts, what="are told by email the new times")
+        return self._action_page(request, flight, form=form, title=f"Delay {flight}", button="Delay this flight", reach=reach)
+
+    def notify_view(self, request, object_id):
+        flight, missing = self._flight_or_redirect(request, object_id)
+        if missing:
+            return missing
+        counts = selectors.flight_passenger_counts(flight=flight)
+        form = NotifyForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            subject, message = form.cleaned_data["subject"], form.cleaned_data["message"]
+            result = services.passengers_notify(
+                bookings=selectors.flight_bookings(flight=flight).order_by("order_id"),
+                reason=services.message_reason(subject=subject, message=message),
+                subject=subject,
+                message=message,
+                sent_by=_staff_name(request),
+            )
+            self.log_change(request, flight, f"Notified passengers: {subject}")
+            self.message_user(
+                request,
+                f"Sent {result.sent}, skipped {result.skipped} (already sent this message), failed {result.failed}.",
+                messages.SUCCESS,
+            )
+            for error in result.errors[:10]:
+                self.message_user(request, error, messages.WARNING)
+            return HttpResponseRedirect(flight_page_url(flight.pk))
+        reach = _reach(counts, what="receive this message, each at most once")
+        return self._action_page(request, flight, form=form, title=f"Notify the passengers of {flight}", button="Send", reach=reach)
+
+    # --- bulk actions on the flight list --------------------------------------------------
 
     def _command(self, request, queryset, command, **kwargs) -> None:
         done, errors = 0, []
@@ -370,7 +634,8 @@ class FlightAdmin(ReadModelAdmin):
 
     @admin.action(description="Cancel the selected flights (notifies their passengers)")
     def cancel_flights(self, request, queryset):
-        note = "Every passenger holding a booking is notified once the cancellation reaches the query side."
+        affected = selectors.flights_affected_count(flights=queryset)
+        note = f"{affected} passenger(s) hold a booking on these flights; each is notified once the cancellation reaches the query side."
         _, page = action_input(
             self, request, queryset, ConfirmForm, title="Cancel flights", action="cancel_flights", button="Cancel these flights", note=note
         )
@@ -381,8 +646,17 @@ class FlightAdmin(ReadModelAdmin):
 
     @admin.action(description="Delay / reschedule the selected flights")
     def reschedule_flights(self, request, queryset):
+        affected = selectors.flights_affected_count(flights=queryset)
+        note = f"New times are local at each flight's airports; {affected} passenger(s) hold a booking and are notified of new times."
         form, page = action_input(
-            self, request, queryset, RescheduleForm, title="Delay or reschedule flights", action="reschedule_flights", button="Reschedule"
+            self,
+            request,
+            queryset,
+            RescheduleForm,
+            title="Delay or reschedule flights",
+            action="reschedule_flights",
+            button="Reschedule",
+            note=note,
         )
         if page:
             return page
@@ -391,20 +665,21 @@ class FlightAdmin(ReadModelAdmin):
         return None
 
 
+def _reach(counts: selectors.PassengerCounts, *, what: str) -> str:
+    """What an action on a flight reaches, said before it is confirmed."""
+    text = f"{counts.ordered} passenger(s) holding a booking {what}."
+    if counts.no_email:
+        text += f" {counts.no_email} of them have no email address on file: their notice is recorded as failed."
+    return text
+
+
 @admin.register(Booking)
-class BookingAdmin(ReadModelAdmin):
-    list_display = [
-        "order_id",
-        "customer_link",
-        "customer_name",
-        "flight_number",
-        "flight_date",
-        "route",
-        "schedule",
-        "flight_status",
-        "status",
-        "created_at",
-    ]
+class BookingAdmin(OpensOnToday, ReadModelAdmin):
+    # What an ops person acts on first: the booking's state, its flight's state and current
+    # departure; then which flight and who.
+    list_display = ["status_badge", "flight_status", "departure", "flight_link", "route", "customer_link", "order", "booked"]
+    exclude = PROJECTION_INTERNALS
+    list_display_links = None
     list_filter = [
         "status",
         FlightPassengersFilter,
@@ -419,8 +694,10 @@ class BookingAdmin(ReadModelAdmin):
     # and an inner join (what list_select_related does for a required key) would hide it.
     list_select_related = False
     actions = ["notify_passengers"]
+    opens_on = "flight_date"  # bookings of flights from today; "clear" on the date shows every date
 
     def get_queryset(self, request):
+        # The flight is prefetched too (for its current status and times), for the same reason.
         return super().get_queryset(request).filter(deleted=False).prefetch_related("customer", "flight")
 
     def get_ordering(self, request):
@@ -449,32 +726,56 @@ class BookingAdmin(ReadModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         return selectors.booking_search(bookings=queryset, term=search_term), False
 
-    @admin.display(description="customer", ordering="customer_id")
-    def customer_link(self, booking):
-        url = reverse("admin:admin_portal_customer_change", args=[booking.customer_id])
-        return format_html('<a href="{}">{}</a>', url, booking.customer_id)
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, booking):
+        return display.badge(booking.status)
 
-    @admin.display(description="name")
-    def customer_name(self, booking):
+    @admin.display(description="flight status")
+    def flight_status(self, booking):
+        flight = _flight_of(booking)
+        return display.badge(flight.status) if flight else format_html('<span class="muted">{}</span>', "not projected yet")
+
+    @admin.display(description="departs (local)")
+    def departure(self, booking):
+        """The flight's current departure; the booked one beside it when it moved."""
+        flight = _flight_of(booking)
+        if flight is None:
+            return display.time_html(display.at_airport(day=booking.flight_date, at=booking.departure_time, airport=booking.origin))
+        moment = flight_times(flight)[0]
+        if flight.departure_time != booking.departure_time:
+            return display.time_html(
+                moment, extra=format_html(' <s class="muted" title="booked">{}</s>', f"{booking.departure_time:%H:%M}")
+            )
+        return display.time_html(moment)
+
+    @admin.display(description="flight", ordering="flight_date")
+    def flight_link(self, booking):
+        return format_html(
+            '<a href="{}">{}</a> <span class="muted">{}</span>',
+            flight_page_url(booking.flight_id),
+            booking.flight_number,
+            f"{booking.flight_date:%d %b}",
+        )
+
+    @admin.display(description="passenger", ordering="customer_id")
+    def customer_link(self, booking):
+        url = reverse("admin:admin_portal_customer_change", args=[quote(booking.customer_id)])
         customer = selectors.customer_of(booking)
-        return customer.full_name if customer else "(not projected yet)"
+        name = customer.full_name if customer else f"{booking.customer_id} (not projected yet)"
+        return format_html('<a href="{}" title="{}">{}</a>', url, booking.customer_id, name)
 
     @admin.display(description="route")
     def route(self, booking):
         return route_of(booking)
 
-    @admin.display(description="departs / arrives")
-    def schedule(self, booking):
-        """The flight's times now; the booked ones beside them when they differ."""
-        now = selectors.booking_schedule(booking=booking)
-        current = f"{now.departure_time:%H:%M} → {now.arrival_time:%H:%M}"
-        if now.booked_departure_time is None:
-            return current
-        return format_html("{} <del>{} → {}</del>", current, f"{now.booked_departure_time:%H:%M}", f"{now.booked_arrival_time:%H:%M}")
+    @admin.display(description="order", ordering="order_id")
+    def order(self, booking):
+        """The first 8 characters, like a short commit hash; the whole id on hover."""
+        return display.short_id(booking.order_id)
 
-    @admin.display(description="flight")
-    def flight_status(self, booking):
-        return selectors.booking_schedule(booking=booking).flight_status or "(not in the read model)"
+    @admin.display(description="booked", ordering="created_at")
+    def booked(self, booking):
+        return display.utc_html(booking.created_at, short=True)
 
     @admin.action(description="Notify the selected passengers")
     def notify_passengers(self, request, queryset):
@@ -502,8 +803,9 @@ class BookingAdmin(ReadModelAdmin):
 
 @admin.register(WeatherAlert)
 class WeatherAlertAdmin(FastAdmin):
-    list_display = ["id", "place", "kind", "severity", "valid_from", "valid_to", "source", "headline", "passengers"]
-    list_filter = [AlertValidityFilter, "severity", "kind", "source", date_range_filter("valid_from", "starts")]
+    list_display = ["state", "place", "kind", "severity", "starts", "ends", "affected", "headline_short", "source_label"]
+    list_display_links = ["place"]
+    list_filter = [AlertValidityFilter, "severity", "kind", AlertSourceFilter, date_range_filter("valid_from", "starts")]
     search_fields = ["^city", "^airport__iata", "headline"]
     list_select_related = ["airport"]
     fields = ["city", "country", "airport", "kind", "severity", "valid_from", "valid_to", "headline", "raw_text", "source", "source_id"]
@@ -511,19 +813,47 @@ class WeatherAlertAdmin(FastAdmin):
     raw_id_fields = ["airport"]
     actions = ["notify_affected", "expire_now"]
 
-    @admin.display(description="city / airport")
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        """The date and the time box of a split date-time share one label: each gets its own
+        accessible name, and the date's says which zone the time is in."""
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name in ("valid_from", "valid_to") and field is not None:
+            date_box, time_box = field.widget.widgets
+            date_box.attrs["aria-label"] = f"{db_field.verbose_name}: date (UTC)"
+            time_box.attrs["aria-label"] = f"{db_field.verbose_name}: time (UTC)"
+            field.help_text = "in UTC"
+        return field
+
+    @admin.display(description="state")
+    def state(self, alert):
+        return display.badge(display.alert_state(alert))
+
+    @admin.display(description="city / airport", ordering="city")
     def place(self, alert):
         return f"{alert.city} ({alert.airport_id})" if alert.airport_id else alert.city
 
-    @admin.display(description="passengers")
-    def passengers(self, alert):
+    @admin.display(description="from (local)", ordering="valid_from")
+    def starts(self, alert):
+        return display.alert_time_html(alert, alert.valid_from)
+
+    @admin.display(description="to (local)", ordering="valid_to")
+    def ends(self, alert):
+        return display.alert_time_html(alert, alert.valid_to)
+
+    @admin.display(description="affected")
+    def affected(self, alert):
+        """How many ORDERED bookings the alert touches, linked to them."""
+        count, more = selectors.weather_alert_affected_count(alert=alert)
         url = reverse("admin:admin_portal_booking_changelist") + "?" + urlencode({"weather": alert.pk, "status__exact": "ORDERED"})
-        if alert.valid_to <= timezone.now():
-            return format_html('<a href="{}">affected</a>', url)
-        # Counted for current and coming alerts only: one indexed count per row of the page.
-        count = selectors.weather_alert_affected_count(alert=alert)
-        shown = f"{count}+" if count >= selectors.AFFECTED_COUNT_LIMIT else count
-        return format_html('<a href="{}">{} affected</a>', url, shown)
+        return format_html('<a href="{}">{}{} passenger{}</a>', url, count, "+" if more else "", "" if count == 1 else "s")
+
+    @admin.display(description="headline")
+    def headline_short(self, alert):
+        return format_html('<span class="clip" title="{}">{}</span>', alert.headline, alert.headline or "-")
+
+    @admin.display(description="source", ordering="source")
+    def source_label(self, alert):
+        return alert.source  # the code itself (METAR, CAP): the choice labels would read "Metar"
 
     @admin.action(description="Notify everyone affected by the selected alerts")
     def notify_affected(self, request, queryset):
@@ -555,16 +885,56 @@ class WeatherAlertAdmin(FastAdmin):
 
 @admin.register(Notification)
 class NotificationAdmin(ReadModelAdmin):
-    list_display = ["created_at", "customer_id", "booking_id", "reason", "recipient", "subject", "status", "sent_by"]
+    list_display = ["sent", "status_badge", "recipient", "subject_short", "flight_link", "customer_id", "sent_by"]
+    list_display_links = ["sent"]
     list_filter = ["status", date_range_filter("created_at", "sent")]
     search_fields = ["^reason", "=customer_id", "=booking_id"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("booking")
+
+    @admin.display(description="sent", ordering="created_at")
+    def sent(self, notification):
+        return display.utc_html(notification.created_at, short=True)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, notification):
+        return display.badge(notification.status)
+
+    @admin.display(description="subject")
+    def subject_short(self, notification):
+        return format_html('<span class="clip" title="{}">{}</span>', notification.reason, notification.subject)
+
+    @admin.display(description="flight")
+    def flight_link(self, notification):
+        try:
+            booking = notification.booking
+        except Booking.DoesNotExist:
+            return "-"
+        return format_html(
+            '<a href="{}">{} {}</a>', flight_page_url(booking.flight_id), booking.flight_number, f"{booking.flight_date:%d %b}"
+        )
 
 
 @admin.register(FlightEvent)
 class FlightEventAdmin(ReadModelAdmin):
-    list_display = ["created_at", "flight_id", "kind", "flight_version", "processed_at"]
+    list_display = ["recorded", "flight_link", "kind", "notices_done"]
+    list_display_links = ["recorded"]
     list_filter = ["kind", ("processed_at", admin.EmptyFieldListFilter)]
     search_fields = ["^flight_id"]
+
+    @admin.display(description="recorded", ordering="created_at")
+    def recorded(self, event):
+        return display.utc_html(event.created_at, short=True)
+
+    @admin.display(description="flight")
+    def flight_link(self, event):
+        number, _, day = event.flight_id.partition("#")
+        return format_html('<a href="{}">{} {}</a>', flight_page_url(event.flight_id), number, day)
+
+    @admin.display(description="notices done", ordering="processed_at")
+    def notices_done(self, event):
+        return display.utc_html(event.processed_at, short=True) if event.processed_at else "still open (late bookings are notified too)"
 
 
 @admin.register(ShardCheckpoint)

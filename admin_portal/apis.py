@@ -15,6 +15,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -62,10 +63,12 @@ class QueryPagination(PageNumberPagination):
 
 
 class StaffQueryApi:
-    """Staff only: a staff bearer token, or a staff user logged in to the admin (Swagger UI)."""
+    """Staff only: a staff bearer token, or a staff user logged in to the admin (Swagger UI,
+    and DRF's browsable pages, which a browser gets by its Accept header; JSON otherwise)."""
 
     authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
     permission_classes = [IsStaff]
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
 
 
 class FilteredListApi(StaffQueryApi, generics.ListAPIView):

@@ -41,3 +41,25 @@ class RescheduleForm(forms.Form):
         if not self.errors and not any(data.get(name) not in (None, "") for name in self.fields):
             raise forms.ValidationError("give a new departure time, arrival time or capacity")
         return data
+
+
+class FlightDelayForm(forms.Form):
+    """New local times for one flight, and why: the reason is kept in the flight's history."""
+
+    departure_time = forms.CharField(max_length=5, validators=[hhmm])
+    arrival_time = forms.CharField(max_length=5, validators=[hhmm])
+    reason = forms.CharField(max_length=200, help_text="why, in a few words (kept in the flight's history of staff actions)")
+
+    def __init__(self, *args, current: dict[str, str], zones: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current = current
+        self.fields["departure_time"].label = f"new departure (HH:MM, local at the origin, {zones['origin']})"
+        self.fields["arrival_time"].label = f"new arrival (HH:MM, local at the destination, {zones['destination']})"
+        self.fields["departure_time"].help_text = f"now {current['departure_time']}"
+        self.fields["arrival_time"].help_text = f"now {current['arrival_time']}"
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors and all(data.get(name) == value for name, value in self.current.items()):
+            raise forms.ValidationError("these are the current times: change the departure or the arrival")
+        return data

@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta
 from functools import reduce
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from airticket.airports import airports
@@ -28,6 +28,7 @@ from .models import (
     BookingStatus,
     Customer,
     Flight,
+    FlightEvent,
     FlightPassengerCount,
     FlightStop,
     Notification,
@@ -114,6 +115,8 @@ class PassengerCounts:
     @property
     def affected(self) -> int:
         return self.by_status.get(BookingStatus.ORDERED, 0)
+
+    ordered = affected  # the flight page's word for the same number
 
     @property
     def total(self) -> int:
@@ -339,21 +342,11 @@ def weather_airports_scheduled(*, today: date) -> list[str]:
     return sorted({icao for code in codes if (icao := airports().get(code, {}).get("icao"))})
 
 
-# Affected counts on admin pages stop here ("10000+"): a bounded index scan per alert, never
-# a count of a hub's whole season.
-AFFECTED_COUNT_LIMIT = 10000
-
-
-def weather_alert_affected_count(*, alert: WeatherAlert) -> int:
-    """ORDERED bookings the alert affects, counted up to AFFECTED_COUNT_LIMIT."""
-    return passenger_list_by_alerts(alerts=[alert])[:AFFECTED_COUNT_LIMIT].count()
-
-
 def weather_alerts_new_affecting(*, since: datetime, now: datetime, limit: int = 100) -> list[tuple[WeatherAlert, int]]:
     """Alerts created since `since` and not yet over that affect ORDERED passengers, with how
     many, most passengers first (the newest `limit` alerts are counted)."""
     alerts = WeatherAlert.objects.filter(created_at__gte=since, valid_to__gt=now).order_by("-created_at")[:limit]
-    counted = [(alert, weather_alert_affected_count(alert=alert)) for alert in alerts]
+    counted = [(alert, weather_alert_affected_count(alert=alert)[0]) for alert in alerts]
     return sorted([pair for pair in counted if pair[1]], key=lambda pair: -pair[1])
 
 
@@ -414,3 +407,81 @@ def flight_search(*, flights: QuerySet, term: str) -> QuerySet:
         return flights.filter(pk__in=flight_keys_touching(airports=airports))
     # Flight numbers are upper case (the command side's format) and compared byte for byte.
     return flights.filter(flight_number__startswith=term.upper()) if term else flights
+
+
+# --- one flight (the staff portal's flight page) ----------------------------------------------
+# Every count the flight page and its actions show comes from here, so the page, the action
+# confirmations and the query API agree; the implementation can change (a counts table kept by
+# the projection) without touching the pages.
+
+
+def flight_bookings(*, flight: Flight, status: str | None = BookingStatus.ORDERED) -> QuerySet[Booking]:
+    """The live bookings of this flight (default: ORDERED, the affected ones)."""
+    return booking_base(status=status).filter(flight_id=flight.pk)
+
+
+def _sent_notices() -> QuerySet[Notification]:
+    return Notification.objects.filter(booking_id=OuterRef("pk"), status=NotificationStatus.SENT)
+
+
+def flight_passenger_list(*, flight: Flight, status: str | None = None) -> QuerySet[Booking]:
+    """The flight's passengers for the page: ORDERED first, each with its customer and the
+    subject and time of the last notice sent about it."""
+    last = _sent_notices().order_by("-created_at")
+    bookings = flight_bookings(flight=flight, status=status).annotate(
+        last_notice_subject=Subquery(last.values("subject")[:1]),
+        last_notice_at=Subquery(last.values("created_at")[:1]),
+    )
+    return bookings.order_by("-status", "order_id").prefetch_related("customer")
+
+
+def flight_event_list(*, flight: Flight) -> QuerySet[FlightEvent]:
+    """Cancellations and delays the projection recorded for this flight, newest first."""
+    return FlightEvent.objects.filter(flight_id=flight.pk).order_by("-created_at", "-id")
+
+
+def flight_booked_schedule(*, flight: Flight) -> dict[str, str]:
+    """The times the flight was booked under: the schedule before its first recorded change,
+    or the current one when it never changed."""
+    first = FlightEvent.objects.filter(flight_id=flight.pk, flight_created_at=flight.created_at).order_by("id").first()
+    before = (first.detail or {}).get("from", {}) if first else {}
+    return {
+        # HH:MM (the images may carry seconds)
+        "departure_time": (before.get("departure_time") or f"{flight.departure_time:%H:%M}")[:5],
+        "arrival_time": (before.get("arrival_time") or f"{flight.arrival_time:%H:%M}")[:5],
+    }
+
+
+def flight_notice_summary(*, flight: Flight) -> list[dict]:
+    """The notices sent about this flight's bookings, one row per reason: subject, how many
+    were sent / failed / pending, first and last time."""
+    bookings = Booking.objects.filter(flight_id=flight.pk).values("pk")
+    rows = (
+        Notification.objects.filter(booking_id__in=bookings)
+        .values("reason")
+        .annotate(
+            subject=Max("subject"),
+            sent=Count("pk", filter=Q(status=NotificationStatus.SENT)),
+            failed=Count("pk", filter=Q(status=NotificationStatus.FAILED)),
+            pending=Count("pk", filter=Q(status=NotificationStatus.PENDING)),
+            first_at=Min("created_at"),
+            last_at=Max("created_at"),
+        )
+        .order_by("-last_at")
+    )
+    return list(rows)
+
+
+def flights_affected_count(*, flights: QuerySet[Flight]) -> int:
+    """ORDERED bookings on any of `flights` (what a bulk cancel or delay reaches)."""
+    return booking_base().filter(flight_id__in=flights.order_by().values("pk")).count()
+
+
+AFFECTED_COUNT_CAP = 10_000
+
+
+def weather_alert_affected_count(*, alert: WeatherAlert, cap: int = AFFECTED_COUNT_CAP) -> tuple[int, bool]:
+    """(ORDERED bookings the alert touches, whether there are more than `cap`): exact up to the
+    cap, like the admin's list counts, so a list of alerts never counts a hub's whole month."""
+    n = passenger_list_by_alerts(alerts=[alert]).order_by().values("pk")[: cap + 1].count()
+    return min(n, cap), n > cap

@@ -170,7 +170,8 @@ def passengers_notify(*, bookings: QuerySet[Booking], reason: str, subject: str,
                 result.sent += 1
     finally:
         connection.close()
-    log.info("notified %s for %s: %s", bookings.model.__name__, reason, result.as_dict())
+    if result.selected:  # the notifier calls this every second per open event: log only work done
+        log.info("notified %s for %s: %s", bookings.model.__name__, reason, result.as_dict())
     return result
 
 

@@ -38,6 +38,13 @@ MENU = [
 # The lab's demo, in order; the figures it prints are the lab's (20, 8, 4, DLQ +1, 0, 1).
 DEMO = [2, 1, 3, 6, 3, 7, 4, 8, 4, 9, 5, 11, 2, 3, 10, 3]
 
+# A realistic day to look at: the demo flights, the 20 customers and their bookings as the
+# lab leaves them before its final truncate (8 on MU5159, 4 of them cancelled and rebooked on
+# MU5401), then one delayed flight, so the portal has a disruption to show. The demo itself
+# ends by truncating everything (the lab's figures need it); `demo --keep` runs this after it.
+SEED = [1, 6, 7, 8, 9]
+DELAYED_FLIGHT = ("CZ2801", "11:00", "13:25")  # 90 minutes late
+
 CUSTOMERS = [f"C{n:03d}" for n in range(1, 21)]
 FLIGHT = "MU5159"
 # Where step 7 books each customer: 8 on MU5159, the rest spread over the lab's other flights.
@@ -269,6 +276,25 @@ class Ingestor:
             time.sleep(0.2)
         self.out(f"  DLQ depth after: {after} (the malformed record is in the DLQ with its reason; the stream moved on)")
 
+    def delay_one(self) -> None:
+        """Delay one demo flight through the command API; its passengers are notified when the
+        change reaches the query side."""
+        number, departs, arrives = DELAYED_FLIGHT
+        reply = self.call("PATCH", f"/api/v1/flights/{number}/{self.flight_date}", {"departure_time": departs, "arrival_time": arrives})
+        if reply.status != 200:
+            raise IngestError(f"delaying {number}: {reply.body}")
+        self.out(f"  {number} on {self.flight_date} delayed to {departs} (its passengers are notified)")
+
+    def seed(self) -> None:
+        self.out("== seed: a day to look at in the admin")
+        for number in SEED:
+            self.run_step(number)
+        self.delay_one()
+        self.catch_up()
+        self.out(
+            f"Flight {FLIGHT} on {self.flight_date}: {self.count('/api/v1/query/passengers', flight_number=FLIGHT, flight_date=self.flight_date)} passengers hold a booking"
+        )
+
     def summarise(self, replies: list[Reply], meaning: dict[int, str]) -> None:
         counts: dict[int, int] = {}
         for reply in replies:
@@ -279,7 +305,10 @@ class Ingestor:
             sample = next(r.body for r in replies if r.status in unexpected)
             raise IngestError(f"unexpected replies {unexpected}: {sample}")
 
-    def run_step(self, number: int) -> None:
+    def run_step(self, number: int | str) -> None:
+        if number == "seed":
+            self.seed()
+            return
         name = dict(MENU)[number]
         self.out(f"== {number}. {name}")
         getattr(self, f"step_{number}")()
@@ -295,14 +324,18 @@ def configure_aws(endpoint: str | None) -> None:
     aws.reset_clients()
 
 
-def parse_steps(words: list[str]) -> list[int]:
-    steps: list[int] = []
+def parse_steps(words: list[str]) -> list[int | str]:
+    """Step numbers, with 'demo' expanded to the lab's sequence; 'seed' stays a word."""
+    steps: list[int | str] = []
     for word in words:
         if word == "demo":
             steps.extend(DEMO)
             continue
+        if word == "seed":
+            steps.append("seed")
+            continue
         if not word.isdigit() or not 1 <= int(word) <= 11:
-            raise ValueError(f"{word!r} is not a step (1-11, or 'demo')")
+            raise ValueError(f"{word!r} is not a step (1-11, 'demo' or 'seed')")
         steps.append(int(word))
     return steps
 

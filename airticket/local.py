@@ -52,6 +52,16 @@ def local_environment(base: dict | None = None) -> dict:
     return env
 
 
+def printable_python() -> str:
+    """This interpreter as a user can type it in the checkout (`.venv/bin/python`): a bare
+    `python` may not be the virtualenv's, and then the banner's commands fail as printed."""
+    executable = Path(sys.executable)
+    try:
+        return str(executable.relative_to(BASE_DIR))
+    except ValueError:
+        return str(executable)
+
+
 def manage(*args: str) -> list[str]:
     return [sys.executable, str(BASE_DIR / "manage.py"), *args]
 
@@ -217,6 +227,7 @@ class Supervisor:
 
     def banner(self, token: str) -> None:
         base = self.env["AIRTICKET_LOCAL_URL"]
+        python = printable_python()
         lines = [
             "",
             "The air-ticket system is running.",
@@ -228,7 +239,8 @@ class Supervisor:
             f"  Health         {base}/healthz",
             f"  AWS (moto)     {self.env['AWS_ENDPOINT_URL']}   (DynamoDB kept in {self.env['LOCAL_STATE_DIR']}; make reset starts afresh)",
             f"  Staff token    {token}",
-            "  Demo           python manage.py ingest --api " + base + " demo",
+            f"  Demo           {python} manage.py ingest --api {base} demo --keep   (the lab's demo, then a day to look at)",
+            f"  Weather        {python} manage.py demo_weather   (alerts from now over the demo's cities)",
             "Ctrl-C stops everything.",
             "",
         ]

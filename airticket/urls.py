@@ -1,16 +1,20 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from admin_portal.apis import NotificationApi
-from airticket import health
+from airticket import health, views
 
 urlpatterns = [
+    path("", views.home, name="home"),
+    path("api/v1/query/", views.QueryApiRoot.as_view(), name="query-root"),
     path("api/v1/query/", include("admin_portal.urls")),
     path("api/v1/notifications", NotificationApi.as_view(), name="notifications"),
+    path("api/v1/", views.CommandApiRoot.as_view(), name="command-root"),
     path("api/v1/", include("bookings.urls")),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/v1/redoc", SpectacularRedocView.as_view(url_name="schema", template_name="airticket/redoc.html"), name="redoc"),
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

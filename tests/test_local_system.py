@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from airticket import local
 
@@ -39,8 +40,17 @@ def test_the_lab_demo_reproduces_its_figures_on_the_running_system(database_url,
     try:
         local.wait_running(system, log)
         api = f"http://127.0.0.1:{env['PORT']}"
+        banner = log.read_text()
+        # The banner's commands, as printed, name an interpreter that exists in this checkout.
+        demo_line = next(line for line in banner.splitlines() if line.strip().startswith("Demo"))
+        assert (ROOT / demo_line.split()[1]).exists() and "ingest --api" in demo_line, demo_line
+        # Every page it points to (the first address of a line; the others are examples of
+        # requests) answers 200, as a browser opens it (following the admin's login redirect).
+        pages = [found.group() for line in banner.splitlines() if (found := re.search(rf"{api}/\S*", line))]
+        assert len(pages) >= 6, banner
+        assert {url: requests.get(url, timeout=10).status_code for url in pages} == dict.fromkeys(pages, 200)
         demo = subprocess.run(
-            [sys.executable, "manage.py", "ingest", "--api", api, "--timeout", "60", "demo"],
+            [sys.executable, "manage.py", "ingest", "--api", api, "--timeout", "60", "demo", "--keep"],
             env=env,
             cwd=ROOT,
             capture_output=True,
@@ -56,6 +66,12 @@ def test_the_lab_demo_reproduces_its_figures_on_the_running_system(database_url,
         assert figures(output, r"City Shanghai on \S+: Customer number is") == [14], output
         before, after = figures(output, "DLQ depth before:")[0], figures(output, "DLQ depth after:")[0]
         assert after == before + 1, output
+        # --keep: the demo ends by truncating, then a realistic day is seeded for the admin.
+        assert figures(output, r"Flight MU5159 on \S+:") == [4], output
+        weather = subprocess.run(
+            [sys.executable, "manage.py", "demo_weather"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        assert figures(weather, r"Typhoon approaching Shanghai \(EXTREME\), .*? UTC:") == [14], weather
     finally:
         code = local.interrupt(system)
     assert code == 0, log.read_text()[-3000:]

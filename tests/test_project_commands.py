@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from airticket import ingest
 from bookings import services
 from bookings.demo_schedule import DEMO_FLIGHTS, demo_dates
 
@@ -46,6 +47,7 @@ def test_load_demo_schedule_creates_the_lab_flights_once(aws_env):
     [
         (["13"], "'13' is not a step"),
         (["demo", "zero"], "'zero' is not a step"),
+        (["sead"], "'sead' is not a step \\(1-11, 'demo' or 'seed'\\)"),
         (["--api", "file:///etc/passwd", "3"], r"must be an http\(s\) URL"),
     ],
 )
@@ -68,3 +70,7 @@ def test_ingest_without_steps_shows_the_labs_menu_and_exits_on_12(monkeypatch):
         assert line in menu
     assert menu.count("choose: ") == 2
     assert "'99' is not a step" in err.getvalue()
+
+
+def test_ingest_reads_seed_as_one_step_after_the_demo():
+    assert ingest.parse_steps(["demo", "seed"]) == [*ingest.DEMO, "seed"]

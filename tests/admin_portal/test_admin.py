@@ -1,11 +1,12 @@
 import base64
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from admin_portal import selectors
 from admin_portal.models import Customer, Flight, Notification, ShardCheckpoint, WeatherAlert
@@ -41,7 +42,8 @@ def test_every_changelist_renders_without_counting_a_whole_table(admin_client, m
     BookingFactory.create_batch(3)
     WeatherAlertFactory()
     with CaptureQueriesContext(connection) as queries:
-        shown(admin_client.get(f"/admin/admin_portal/{model}/"))
+        # follow: the flight list opens on today by redirecting to its date filter
+        shown(admin_client.get(f"/admin/admin_portal/{model}/", follow=True))
     full_counts = [q["sql"] for q in queries if q["sql"].upper().startswith("SELECT COUNT(*)") and "LIMIT" not in q["sql"].upper()]
     assert full_counts == []
 
@@ -309,4 +311,34 @@ def test_a_booking_row_shows_its_flights_current_status_and_times_and_the_booked
         "17:40:00",
     )
     assert (row["booked_departure_time"], row["booked_arrival_time"]) == ("08:00:00", "12:30:00")
-    assert "15:30 → 17:40 <del>08:00 → 12:30</del>" in page and "DELAYED" in page
+    # The list shows the current departure, the booked one struck through beside it.
+    assert "15:30" in page and '<s class="muted" title="booked">08:00</s>' in page and "DELAYED" in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", ["flight", "booking"])
+def test_the_flight_and_booking_lists_open_on_today_and_clearing_the_date_shows_every_date(admin_client, model):
+    today = (timezone.now() - timedelta(hours=12)).date()  # the first date that is still today somewhere
+    BookingFactory(flight=make_flight(number="MU7001", day=today - timedelta(days=2)))
+    BookingFactory(flight=make_flight(number="MU7002", day=today))
+
+    opened = admin_client.get(f"/admin/admin_portal/{model}/", follow=True)
+    every_date = shown(admin_client.get(f"/admin/admin_portal/{model}/", {"flight_date__from": ""}))
+
+    assert opened.redirect_chain[0][0].endswith(f"?flight_date__from={today.isoformat()}")
+    assert "MU7002" in shown(opened) and "MU7001" not in shown(opened)
+    assert "MU7001" in every_date and "MU7002" in every_date
+    assert 'href="?flight_date__from="' in shown(opened)  # the date filter's "clear" link
+
+
+@pytest.mark.django_db
+def test_a_passenger_selection_from_the_sidebar_is_not_narrowed_by_the_date_the_list_opened_on(admin_client):
+    past = (timezone.now() - timedelta(days=5)).date()
+    mine = BookingFactory(flight=make_flight(number="MU7003", day=past))
+
+    opened = shown(admin_client.get(BOOKINGS, follow=True))
+    selection = shown(admin_client.get(BOOKINGS, {"flight_number": "MU7003", "flight_date": past.isoformat()}))
+
+    form = opened.split('data-filter-title="passengers of a flight"')[1].split("</form>")[0]
+    assert 'name="flight_date__from"' not in form
+    assert mine.order_id in selection

@@ -229,7 +229,7 @@ def test_new_alerts_show_their_affected_passengers_on_the_operations_page_and_th
     new_alerts = page.split('id="weather-new-alerts"')[1].split("</table>")[0]
     assert url in sources and "created 1" in sources
     assert "HIGH_WIND" in new_alerts and ">2</a>" in new_alerts  # two ORDERED, the cancelled one not
-    assert "2 affected" in weather_list
+    assert "2 passengers" in weather_list
 
 
 @pytest.mark.django_db

@@ -9,7 +9,10 @@ class Command(BaseCommand):
     help = "The lab's data ingestor: an interactive menu, or scripted steps (numbers or 'demo') over HTTP."
 
     def add_arguments(self, parser):
-        parser.add_argument("steps", nargs="*", help="step numbers 1-11, or 'demo'; none = interactive menu")
+        parser.add_argument(
+            "steps", nargs="*", help="step numbers 1-11, 'demo' (the lab's run) or 'seed' (a realistic day); none = interactive menu"
+        )
+        parser.add_argument("--keep", action="store_true", help="after the steps, seed a realistic day (the demo ends by truncating)")
         parser.add_argument("--api", default="http://127.0.0.1:8000", help="base URL of the running system")
         parser.add_argument("--token", help="staff bearer token (default: issue one with this checkout's secret)")
         parser.add_argument(
@@ -18,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--flight-date", help="the date the demo books (default: tomorrow)")
         parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the read model")
 
-    def handle(self, *args, steps, api, token, aws_endpoint, flight_date, timeout, **options):
+    def handle(self, *args, steps, keep, api, token, aws_endpoint, flight_date, timeout, **options):
         ingest.configure_aws(aws_endpoint or ingest.default_aws_endpoint(api))
         if not token:
             from airticket.auth import STAFF, issue_token
@@ -29,7 +32,7 @@ class Command(BaseCommand):
             if flight_date:
                 ingestor.flight_date = flight_date
             if steps:
-                for number in ingest.parse_steps(steps):
+                for number in ingest.parse_steps(steps + (["seed"] if keep else [])):
                     ingestor.run_step(number)
             else:
                 self.interactive(ingestor)
