@@ -27,9 +27,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import Count
 
-from admin_portal.models import FlightStop, ReconcileRun
+from admin_portal.models import Booking, FlightPassengerCount, FlightStop, ReconcileRun
 from airticket import aws
 from bookings import repository as repo
 
@@ -414,6 +415,7 @@ def tombstone_vanished(*, entities: list[str], before: datetime) -> dict[str, in
 # --- reconcile -------------------------------------------------------------------------------
 
 MISSING, STALE, STOPS, EXTRA, UNREADABLE = "missing", "stale", "stops", "extra", "unreadable"
+COUNTS = "COUNTS"  # the per-flight passenger counts, checked against the bookings they count
 _STOP_FIELDS = ("seq", "airport_id", "kind", "flight_date", "local_time")
 
 
@@ -481,6 +483,36 @@ def _compare_page(items: list[dict], report: Report) -> tuple[list[dict], list[C
     return again, stops
 
 
+def _counted(flights: list[str] | None = None) -> dict[tuple[str, str], int]:
+    """Live bookings per (flight, status), counted from the bookings themselves."""
+    bookings = Booking.objects.filter(deleted=False)
+    if flights is not None:
+        bookings = bookings.filter(flight_id__in=flights)
+    return {(f, s): n for f, s, n in bookings.order_by().values_list("flight_id", "status").annotate(n=Count("pk"))}
+
+
+def _kept(flights: list[str] | None = None) -> dict[tuple[str, str], int]:
+    counts = FlightPassengerCount.objects.all() if flights is None else FlightPassengerCount.objects.filter(flight_id__in=flights)
+    return {(f, s): n for f, s, n in counts.values_list("flight_id", "status", "passengers")}
+
+
+def counts_differing() -> list[tuple[str, str]]:
+    """(flight, status) pairs whose kept count is not the number of live bookings."""
+    counted, kept = _counted(), _kept()
+    return sorted(key for key in counted.keys() | kept.keys() if counted.get(key, 0) != kept.get(key, 0))
+
+
+def counts_repair(*, flights: list[str]) -> None:
+    """Count these flights' bookings again and keep that. The flights' count rows are locked
+    first, so a batch projected meanwhile waits for the new numbers and moves them on."""
+    for flight in sorted(flights):
+        with transaction.atomic():
+            list(FlightPassengerCount.objects.select_for_update().filter(flight_id=flight))
+            counted, kept = _counted([flight]), _kept([flight])
+            for (_, status), n in counted.items() | {key: 0 for key in kept.keys() - counted.keys()}.items():
+                FlightPassengerCount.objects.update_or_create(flight_id=flight, status=status, defaults={"passengers": n})
+
+
 def reconcile(*, segments: int = 4, only: Iterable[str] = (), repair: bool = False) -> Report:
     """Compare the table with the read models entity by entity; with `repair`, project again
     exactly the differing items and tombstone the rows whose item is gone."""
@@ -511,6 +543,13 @@ def reconcile(*, segments: int = 4, only: Iterable[str] = (), repair: bool = Fal
         if repair and extras:
             apply_changes([_tombstone(entity, row) for row in extras])
             report.repaired += len(extras)
+    if ORDER in entities:  # last: after the bookings themselves were repaired
+        differing = counts_differing()
+        for flight, status in differing:
+            report.add(COUNTS, STALE, f"{flight} {status}")
+        if repair and differing:
+            counts_repair(flights=sorted({flight for flight, _ in differing}))
+            report.repaired += len(differing)
     return report
 
 
