@@ -45,6 +45,14 @@ def lambda_():
     return client("lambda")
 
 
+def cloudwatch():
+    return client("cloudwatch")
+
+
+def sns():
+    return client("sns")
+
+
 def dlq_url() -> str:
     return sqs().get_queue_url(QueueName=settings.DLQ_QUEUE)["QueueUrl"]
 

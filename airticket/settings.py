@@ -88,6 +88,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "airticket.observability.RequestContextMiddleware",  # first: the request id covers every line
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -221,11 +222,29 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# Logs and metrics (`airticket.observability`). JSON on every Lambda stage (zappa_settings.json),
+# plain text locally unless LOG_FORMAT=json. EMF metric blobs go to stdout where CloudWatch
+# Logs reads them: on by default with JSON logs, off for plain text (they are noise there).
+LOG_FORMAT = env("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
+METRICS_EMF = env_bool("METRICS_EMF", LOG_FORMAT == "json")
+METRICS_NAMESPACE = env("METRICS_NAMESPACE", "AirTicket")
+if not re.fullmatch(r"[A-Za-z0-9_.\-/#:]{1,255}", METRICS_NAMESPACE) or METRICS_NAMESPACE.startswith("AWS/"):
+    raise ImproperlyConfigured(f"METRICS_NAMESPACE={METRICS_NAMESPACE!r} is not a valid CloudWatch namespace")
+METRICS_SERVICE = env_name("METRICS_SERVICE", "airticket")
+# The stage in each metric's dimensions and each log line: Lambda names the function.
+METRICS_STAGE = env_name("METRICS_STAGE", env("AWS_LAMBDA_FUNCTION_NAME", "local"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "airticket.observability.ContextFilter"}},
+    "formatters": {
+        "plain": {"()": "airticket.observability.PlainFormatter"},
+        "json": {"()": "airticket.observability.json_formatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }

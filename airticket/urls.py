@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.ReadyView.as_view(), name="readyz"),
     path("admin/", admin.site.urls),
 ]
 

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import connection
 
 from admin_portal.models import FlightStop, ReconcileRun
-from airticket import aws
+from airticket import aws, observability
 from bookings import repository as repo
 
 from . import batch, bridge, poller, projection
@@ -515,6 +515,8 @@ def reconcile(*, segments: int = 4, only: Iterable[str] = (), repair: bool = Fal
 
 
 def report_save(*, report: Report) -> None:
+    # What the "reconcile differences" alarm watches, from the command as from the schedule.
+    observability.record({"ReconcileDifferences": report.differences, "ReconcileItems": report.items, "ReconcileRepaired": report.repaired})
     ReconcileRun.objects.create(
         items=report.items,
         differences=report.differences,
