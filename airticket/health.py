@@ -141,7 +141,7 @@ def _cloudwatch_lag() -> dict:
         MetricName="ProjectionLag",
         Dimensions=[{"Name": "service", "Value": settings.METRICS_SERVICE}],
         StartTime=now - LAG_WINDOW,
-        EndTime=now,
+        EndTime=now + timedelta(minutes=1),  # the current minute's point is whole (moto drops it otherwise)
         Period=60,
         Statistics=["Maximum"],
     )["Datapoints"]

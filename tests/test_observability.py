@@ -10,16 +10,17 @@ import sys
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 
 from admin_portal import selectors
 from admin_portal import services as portal_services
-from airticket import observability
+from airticket import aws, observability
 from cdc_lambda.handler import handler
 from tests.admin_portal.factories import BookingFactory, CustomerFactory, make_flight
 from tests.bookings.api import CUSTOMERS, booking, orders_url
 from tests.cdc.changes import SHARD, Items, event, lambda_record
 from tests.cdc.readmodel import dlq_letters
-from tests.factories import flight_data
+from tests.factories import flight_data, make_customer
 
 
 @pytest.fixture
@@ -181,3 +182,76 @@ def test_a_bad_log_format_stops_the_process():
     with pytest.raises(subprocess.CalledProcessError) as failed:
         _log_one_line(LOG_FORMAT="yaml")
     assert "LOG_FORMAT='yaml'" in failed.value.stderr
+
+
+@pytest.mark.django_db
+def test_readyz_times_each_dependency_and_reports_the_dlq_depth_and_the_published_lag(staff, settings):
+    settings.CDC_LOCAL_POLLER = False  # as on AWS: the lag is the CDC Lambda's published metric
+    aws.sqs().send_message(QueueUrl=aws.dlq_url(), MessageBody=json.dumps({"reason": "poison"}))
+    aws.cloudwatch().put_metric_data(
+        Namespace=settings.METRICS_NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": "ProjectionLag",
+                "Dimensions": [{"Name": "service", "Value": settings.METRICS_SERVICE}],
+                "Value": 42.5,
+                "Unit": "Seconds",
+            }
+        ],
+    )
+
+    response = staff.get("/readyz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["dependencies"]) == {"database", "dynamodb", "kinesis", "dlq"}
+    assert all(d["status"] == "ok" and d["latency_ms"] >= 0 for d in body["dependencies"].values())
+    assert body["dependencies"]["dlq"]["depth"] == 1
+    assert (body["cdc"]["lag_seconds"], body["cdc"]["source"]) == (42.5, "cloudwatch ProjectionLag")
+
+
+@pytest.mark.django_db
+def test_readyz_locally_reads_the_lag_from_the_poller_checkpoints(staff, settings):
+    settings.CDC_LOCAL_POLLER = True
+
+    body = staff.get("/readyz").json()
+
+    assert body["cdc"] == {
+        "status": "ok",
+        "latency_ms": body["cdc"]["latency_ms"],
+        "lag_seconds": 0.0,
+        "source": "poller checkpoints",
+        "shards": 0,
+    }
+
+
+@pytest.mark.django_db
+def test_readyz_is_for_staff_only_and_fails_when_a_dependency_is_down(anonymous, as_customer, staff, settings):
+    assert anonymous.get("/readyz").status_code == 401
+    assert as_customer("ada").get("/readyz").status_code == 403
+    settings.KINESIS_STREAM = "no-such-stream"
+
+    response = staff.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["dependencies"]["database"]["status"] == "ok"
+    assert response.json()["dependencies"]["kinesis"]["status"].startswith("error: ResourceNotFoundException")
+
+
+def test_healthz_stays_open_and_answers_without_the_readiness_details(anonymous):
+    body = anonymous.get("/healthz").json()
+
+    assert "dependencies" not in body and "checks" in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reconcile_publishes_the_differences_it_found(aws_env, logs, capsys):
+    make_customer("lin")  # in DynamoDB, never projected: one difference
+
+    with pytest.raises(CommandError):  # the command fails when the sides differ
+        call_command("reconcile", stdout=io.StringIO())
+
+    [blob] = emf_blobs(capsys.readouterr().out)
+    assert metric_values([blob])["ReconcileDifferences"] == 1
+    assert metric_values([blob])["ReconcileItems"] == 1
