@@ -181,6 +181,16 @@ KINESIS_SHARDS = env_int("KINESIS_SHARDS", 2, minimum=1)
 DLQ_QUEUE = env_name("DLQ_QUEUE", "airticket-cdc-dlq")
 CDC_FUNCTION_NAME = env_name("CDC_FUNCTION_NAME", "airticket-cdc")
 
+# Alarms (`provision_aws --alarms`): the SNS topic they notify, an optional email subscribed
+# to it, and the Zappa stages behind API Gateway (function `<project>-<stage>`, API of the
+# same name, API Gateway stage `<stage>`), whose 5xx rate and Lambda errors are watched.
+ALARM_TOPIC = env_name("ALARM_TOPIC", "airticket-alarms")
+ALARM_EMAIL = env("ALARM_EMAIL")
+if ALARM_EMAIL and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", ALARM_EMAIL):
+    raise ImproperlyConfigured(f"ALARM_EMAIL={ALARM_EMAIL!r} is not an email address")
+ZAPPA_PROJECT = env_name("ZAPPA_PROJECT", "airticket")
+HTTP_STAGES = env("HTTP_STAGES", "command query").split()
+
 # --- Tokens ----------------------------------------------------------------------------
 # Signed with TOKEN_SECRET (defaults to SECRET_KEY) so the command Lambda verifies them
 # without a database.
