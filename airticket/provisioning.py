@@ -287,7 +287,16 @@ def dashboard_body() -> dict:
             "Notifications",
             [[ns, name, "service", service] for name in ("NotificationsSent", "NotificationsFailed", "NotificationsSkipped")],
         ),
-        ("Weather polls, by source", [[{"expression": f"SEARCH('{{{ns},service,source}} (MetricName=\"WeatherPollFailed\" OR MetricName=\"WeatherPollSucceeded\")', 'Sum', 600)"}]]),
+        (
+            "Weather polls, by source",
+            [
+                [
+                    {
+                        "expression": f"SEARCH('{{{ns},service,source}} (MetricName=\"WeatherPollFailed\" OR MetricName=\"WeatherPollSucceeded\")', 'Sum', 600)"
+                    }
+                ]
+            ],
+        ),
     ]
     top = 6 * ((len(widgets) + 1) // 2)
     for number, (title, metrics) in enumerate(overview):
