@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -163,6 +164,7 @@ class ReadyView(APIView):
 
     permission_classes = [IsStaff]
 
+    @extend_schema(exclude=True)  # an operations endpoint, like /healthz, not part of the API
     def get(self, request):
         dependencies = {name: _timed(check) for name, check in READY_CHECKS.items()}
         cdc = _timed(_local_lag if settings.CDC_LOCAL_POLLER else _cloudwatch_lag)

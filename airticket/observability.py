@@ -107,18 +107,40 @@ def _key(name: str, dimensions: Mapping[str, str]) -> str:
 def record(
     values: Mapping[str, float], *, unit: MetricUnit = COUNT, units: Mapping[str, MetricUnit] | None = None, **dimensions: str
 ) -> None:
-    """Several metrics with the same dimensions, in one EMF blob. Counts add up in the local
+    """Several metrics with the same dimensions, in one EMF blob. Counts add up in the
     counters; other units (durations, ages) keep their latest value there."""
     units = units or {}
+    added = {_key(name, dimensions): (value, units.get(name, unit) == COUNT) for name, value in values.items()}
     with _counters_lock:
-        for name, value in values.items():
-            key = _key(name, dimensions)
-            if units.get(name, unit) == COUNT:
-                _counters[key] += value
-            else:
-                _counters[key] = value
+        for key, (value, adds) in added.items():
+            _counters[key] = _counters[key] + value if adds else value
+    if settings.METRICS_STORE:
+        _store(added)
     if settings.METRICS_EMF:
         _emit(values, unit=unit, units=units, dimensions=dimensions)
+
+
+def _store(added: Mapping[str, tuple[float, bool]]) -> None:
+    """Into the shared counters (MetricCounter). A metric must never fail what it measures: a
+    database error is logged and the numbers of that call are lost to the page."""
+    from django.db import DatabaseError, IntegrityError, transaction
+    from django.db.models import F
+
+    from admin_portal.models import MetricCounter
+
+    try:
+        for full_key, (value, adds) in added.items():
+            key = full_key[:255]  # a weather source's URL can be long
+            new_value = F("value") + value if adds else value
+            if MetricCounter.objects.filter(key=key).update(value=new_value):
+                continue
+            try:
+                with transaction.atomic():
+                    MetricCounter.objects.create(key=key, value=value)
+            except IntegrityError:  # another process created it first
+                MetricCounter.objects.filter(key=key).update(value=new_value)
+    except DatabaseError as exc:
+        logger.warning("metric counters not stored: %s: %s", type(exc).__name__, exc)
 
 
 def count(name: str, value: float = 1, **dimensions: str) -> None:
@@ -138,15 +160,24 @@ def _emit(values: Mapping[str, float], *, unit: MetricUnit, units: Mapping[str, 
 
 
 def snapshot() -> dict[str, float]:
-    """This process's counters since it started, `name dimension=value ...` -> number."""
+    """The counters, `name dimension=value ...` -> number: every process's with METRICS_STORE
+    (locally), else this process's since it started."""
+    if settings.METRICS_STORE:
+        from admin_portal.models import MetricCounter
+
+        return dict(MetricCounter.objects.order_by("key").values_list("key", "value"))
     with _counters_lock:
         return dict(sorted(_counters.items()))
 
 
 def reset() -> None:
-    """Only for tests."""
+    """Start counting from zero (tests)."""
     with _counters_lock:
         _counters.clear()
+    if settings.METRICS_STORE:
+        from admin_portal.models import MetricCounter
+
+        MetricCounter.objects.all().delete()
 
 
 # --- requests ------------------------------------------------------------------------------

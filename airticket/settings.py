@@ -262,6 +262,9 @@ LOGGING = {
 # Locally the CDC poller is a process of ours and /healthz checks its heartbeat.
 CDC_LOCAL_POLLER = env_bool("CDC_LOCAL_POLLER", bool(AWS_ENDPOINT_URL))
 CDC_HEARTBEAT_SECONDS = env_int("CDC_HEARTBEAT_SECONDS", 30, minimum=1)
+# Locally the metric counters are also kept in the database, so the operations page shows the
+# numbers of every process (web, poller, notifier); on AWS CloudWatch has them.
+METRICS_STORE = env_bool("METRICS_STORE", CDC_LOCAL_POLLER)
 
 # Staff "truncate" wipes the write model; only for local demos (runlocal turns it on).
 AIRTICKET_ALLOW_TRUNCATE = env_bool("AIRTICKET_ALLOW_TRUNCATE", False)

@@ -255,3 +255,18 @@ def test_reconcile_publishes_the_differences_it_found(aws_env, logs, capsys):
     [blob] = emf_blobs(capsys.readouterr().out)
     assert metric_values([blob])["ReconcileDifferences"] == 1
     assert metric_values([blob])["ReconcileItems"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_operations_page_shows_the_counters_every_process_adds_to(aws_env, admin_client, settings):
+    settings.METRICS_STORE = True  # as locally: web, poller and notifier share the counters
+    observability.reset()
+    items = Items()
+    handler(event([items.customer("mei"), lambda_record(data=b"junk")]))
+    observability._counters.clear()  # another process's memory: the page must not depend on it
+    handler(event([items.customer("mei", full_name="Mei W")]))
+
+    page = admin_client.get("/admin/admin_portal/shardcheckpoint/").content.decode()
+
+    assert observability.snapshot()["CdcRecords"] == 3 and observability.snapshot()["CdcPoison"] == 1
+    assert "<td>CdcRecords</td><td>3</td>" in page and "<td>CdcPoison</td><td>1</td>" in page
