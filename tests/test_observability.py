@@ -9,18 +9,24 @@ import subprocess
 import sys
 
 import pytest
+from botocore.stub import Stubber
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from admin_portal import selectors
 from admin_portal import services as portal_services
 from airticket import aws, observability
+from bookings import repository as repo
+from bookings import services as command_services
 from cdc_lambda.handler import handler
+from tests.admin_portal import test_weather_poll
 from tests.admin_portal.factories import BookingFactory, CustomerFactory, make_flight
 from tests.bookings.api import CUSTOMERS, booking, orders_url
 from tests.cdc.changes import SHARD, Items, event, lambda_record
 from tests.cdc.readmodel import dlq_letters
 from tests.factories import flight_data, make_customer
+
+feeds = test_weather_poll.feeds  # the fixture serving feeds over local HTTP
 
 
 @pytest.fixture
@@ -270,3 +276,29 @@ def test_the_operations_page_shows_the_counters_every_process_adds_to(aws_env, a
 
     assert observability.snapshot()["CdcRecords"] == 3 and observability.snapshot()["CdcPoison"] == 1
     assert "<td>CdcRecords</td><td>3</td>" in page and "<td>CdcPoison</td><td>1</td>" in page
+
+
+@pytest.mark.django_db
+def test_weather_polling_counts_success_and_failure_per_source(feeds, settings, logs, capsys):
+    broken = feeds.serve("/cap/broken.atom", b"", status=500)
+    metar = feeds.serve("/metar.json", test_weather_poll.metar_now("09028G42KT 0600 +TSRA FG BKN010CB 24/23 Q0998"))
+    settings.WEATHER_SOURCES = [("cap", broken), ("metar", metar)]
+
+    call_command("poll_weather", stdout=io.StringIO())
+
+    blobs = emf_blobs(capsys.readouterr().out)
+    assert metric_values(blobs, source=broken) == {"WeatherPollFailed": 1}
+    assert metric_values(blobs, source=metar) == {"WeatherPollSucceeded": 1}
+
+
+def test_a_transaction_conflict_and_its_retry_are_counted(aws_env, logs, capsys):
+    flight = {**repo.flight_key("MU1", "2026-12-01"), "entity": "FLIGHT", "flight_number": "MU1", "flight_date": "2026-12-01"}
+    flight.update(status="SCHEDULED", version=7)
+    with Stubber(aws.dynamodb()) as dynamodb:  # moto serialises requests: it never conflicts itself
+        dynamodb.add_response("get_item", {"Item": repo.marshal(flight)})
+        dynamodb.add_client_error("update_item", service_error_code="TransactionConflictException", http_status_code=400)
+        dynamodb.add_response("get_item", {"Item": repo.marshal(flight)})
+        dynamodb.add_response("update_item", {"Attributes": repo.marshal({**flight, "status": "CANCELLED", "version": 8})})
+        command_services.flight_cancel(flight_number="MU1", flight_date="2026-12-01")
+
+    assert metric_values(emf_blobs(capsys.readouterr().out)) == {"CommandTransactionConflicts": 1, "CommandConditionRetries": 1}
