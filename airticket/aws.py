@@ -53,6 +53,10 @@ def sns():
     return client("sns")
 
 
+def cloudformation():
+    return client("cloudformation")
+
+
 def dlq_url() -> str:
     return sqs().get_queue_url(QueueName=settings.DLQ_QUEUE)["QueueUrl"]
 

@@ -189,6 +189,7 @@ ALARM_EMAIL = env("ALARM_EMAIL")
 if ALARM_EMAIL and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", ALARM_EMAIL):
     raise ImproperlyConfigured(f"ALARM_EMAIL={ALARM_EMAIL!r} is not an email address")
 ZAPPA_PROJECT = env_name("ZAPPA_PROJECT", "airticket")
+STACK_NAME = env_name("STACK_NAME", "airticket-data")  # `provision_aws --stack` (airticket.stack)
 HTTP_STAGES = env("HTTP_STAGES", "command query").split()
 
 # --- Tokens ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 
-from airticket import aws, provisioning
+from airticket import aws, provisioning, stack
 
 
 def cdc_function() -> None:
@@ -124,3 +124,51 @@ def test_the_dashboard_in_docs_is_the_one_provision_aws_puts(aws_env):
     body = json.loads(aws.cloudwatch().get_dashboard(DashboardName="airticket")["DashboardBody"])
     assert body == provisioning.dashboard_body()
     assert json.loads((Path(settings.BASE_DIR) / "docs" / "dashboard.json").read_text()) == body
+
+
+def test_the_stack_is_created_through_a_change_set_and_an_update_is_shown_before_it_is_applied(aws_env, settings):
+    settings.DYNAMODB_TABLE, settings.KINESIS_STREAM, settings.DLQ_QUEUE = "stacked", "stacked-changes", "stacked-dlq"
+    settings.ALARM_TOPIC, settings.ALARM_EMAIL = "stacked-alarms", "oncall@example.com"
+    created = io.StringIO()
+    call_command("provision_aws", "--stack", stdout=created)
+
+    assert "(create)" in created.getvalue() and f"stack {settings.STACK_NAME}: CREATE_COMPLETE" in created.getvalue()
+    assert "Add     Table AWS::DynamoDB::Table" in created.getvalue()
+    table = aws.dynamodb().describe_table(TableName="stacked")["Table"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert (
+        aws.kinesis().describe_stream_summary(StreamName="stacked-changes")["StreamDescriptionSummary"]["OpenShardCount"]
+        == settings.KINESIS_SHARDS
+    )
+    assert aws.sqs().get_queue_url(QueueName="stacked-dlq")["QueueUrl"].endswith("/stacked-dlq")
+    [topic] = [t["TopicArn"] for t in aws.sns().list_topics()["Topics"] if t["TopicArn"].endswith(":stacked-alarms")]
+    assert json.loads(aws.cloudwatch().get_dashboard(DashboardName="airticket")["DashboardBody"]) == provisioning.dashboard_body()
+
+    settings.KINESIS_SHARDS += 1
+    shown = io.StringIO()
+    call_command("provision_aws", "--stack", stdout=shown)
+    applied = io.StringIO()
+    call_command("provision_aws", "--stack", "--yes", stdout=applied)
+
+    assert "(update): 1 change(s)" in shown.getvalue() and "Modify  ChangeStream AWS::Kinesis::Stream" in shown.getvalue()
+    assert "left for review" in shown.getvalue()
+    assert f"stack {settings.STACK_NAME}: UPDATE_COMPLETE" in applied.getvalue()
+    assert (
+        aws.kinesis().describe_stream_summary(StreamName="stacked-changes")["StreamDescriptionSummary"]["OpenShardCount"]
+        == settings.KINESIS_SHARDS
+    )
+
+
+def test_the_template_in_infra_is_the_one_provision_aws_deploys_with_every_alarm(aws_env):
+    template = stack.template()
+    alarms = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+
+    assert json.loads((Path(settings.BASE_DIR) / "infra" / "airticket.json").read_text()) == template
+    assert [
+        {k: v for k, v in a.items() if not k.endswith("Actions") and k != "ActionsEnabled"} for a in alarms
+    ] == provisioning.alarm_definitions()
+    assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+    assert template["Resources"]["Table"]["Properties"]["KinesisStreamSpecification"] == {
+        "StreamArn": {"Fn::GetAtt": ["ChangeStream", "Arn"]}
+    }
+    assert template["Resources"]["CdcTrigger"]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
