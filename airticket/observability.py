@@ -89,7 +89,7 @@ class PlainFormatter(logging.Formatter):
 def json_formatter() -> logging.Formatter:
     """One JSON object per line: level, location, message, timestamp, service, stage, then the
     context and extras as top-level keys (what CloudWatch Logs Insights filters on)."""
-    return LambdaPowertoolsFormatter(service=settings.METRICS_SERVICE, stage=settings.METRICS_STAGE, utc=True)
+    return LambdaPowertoolsFormatter(service=settings.METRICS_SERVICE, stage=settings.METRICS_STAGE, utc=True, use_rfc3339=True)
 
 
 # --- metrics -------------------------------------------------------------------------------
