@@ -31,6 +31,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from airticket import observability
 from airticket.errors import DomainError
 from bookings import services as commands
 
@@ -956,6 +957,7 @@ class OperationsAdmin(NoWrites, admin.ModelAdmin):
             "consistency": operations.consistency_state(),
             "pending_events": FlightEvent.objects.filter(processed_at__isnull=True).count(),
             **operations.weather_status(),
+            "metrics": observability.snapshot(),  # the counters CloudWatch gets as EMF on AWS
         }
         return TemplateResponse(request, "admin_portal/operations.html", context)
 

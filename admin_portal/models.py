@@ -485,3 +485,18 @@ class ReconcileRun(models.Model):
 
     def __str__(self) -> str:
         return f"reconcile {self.finished_at:%Y-%m-%d %H:%M}: {self.differences} differences"
+
+
+class MetricCounter(models.Model):
+    """Locally, the metrics' counters shared by every process (web, poller, notifier), for the
+    operations page; on AWS the same numbers are in CloudWatch (`airticket.observability`)."""
+
+    key = KeyField(max_length=255, primary_key=True, help_text="name, then dimension=value pairs")
+    value = models.FloatField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value:g}"

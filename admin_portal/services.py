@@ -19,6 +19,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from airticket import observability
+
 from . import selectors, weather
 from .models import (
     AlertSource,
@@ -172,6 +174,7 @@ def passengers_notify(*, bookings: QuerySet[Booking], reason: str, subject: str,
         connection.close()
     if result.selected:  # the notifier calls this every second per open event: log only work done
         log.info("notified %s for %s: %s", bookings.model.__name__, reason, result.as_dict())
+    observability.record({"NotificationsSent": result.sent, "NotificationsFailed": result.failed, "NotificationsSkipped": result.skipped})
     return result
 
 
@@ -525,6 +528,7 @@ def weather_source_poll(*, kind: str, url: str, timeout: float) -> WeatherSource
         )
         if error:
             changes.update(last_error=error, last_error_at=now)
+    observability.count("WeatherPollFailed" if changes.get("last_status") == "failed" else "WeatherPollSucceeded", source=url)
     WeatherSource.objects.filter(pk=source.pk).update(**changes)
     source.refresh_from_db()
     return source

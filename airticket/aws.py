@@ -45,6 +45,18 @@ def lambda_():
     return client("lambda")
 
 
+def cloudwatch():
+    return client("cloudwatch")
+
+
+def sns():
+    return client("sns")
+
+
+def cloudformation():
+    return client("cloudformation")
+
+
 def dlq_url() -> str:
     return sqs().get_queue_url(QueueName=settings.DLQ_QUEUE)["QueueUrl"]
 

@@ -1,5 +1,7 @@
 """Create the AWS resources the system needs, idempotently. Each step says what it did."""
 
+import json
+
 from botocore.exceptions import ClientError
 from django.conf import settings
 
@@ -94,3 +96,218 @@ STEPS = [ensure_table, ensure_stream, ensure_dlq, ensure_streaming_destination, 
 
 def provision() -> list[str]:
     return [step() for step in STEPS]
+
+
+# --- alarms (`provision_aws --alarms`) -------------------------------------------------------
+# Each alarm notifies the SNS topic when it fires and when it clears. docs/RUNBOOK.md has a
+# section per alarm (its name without the project prefix): what it means, how to look, how
+# to recover. `put_metric_alarm` overwrites an alarm of the same name, so re-running updates.
+
+MINUTE = 60
+
+
+def _alarm(
+    name: str,
+    *,
+    namespace: str,
+    metric: str,
+    dimensions: dict[str, str],
+    statistic: str,
+    threshold: float,
+    period: int = MINUTE,
+    periods: int = 1,
+    description: str,
+) -> dict:
+    return {
+        "AlarmName": f"{settings.ZAPPA_PROJECT}-{name}",
+        "AlarmDescription": f"{description} See docs/RUNBOOK.md#{name.split('.')[0]}.",
+        "Namespace": namespace,
+        "MetricName": metric,
+        "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+        "Statistic": statistic,
+        "Threshold": threshold,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "Period": period,
+        "EvaluationPeriods": periods,
+        # No data is no news: no batch ran, no request came, no source was polled.
+        "TreatMissingData": "notBreaching",
+    }
+
+
+def _function(stage: str) -> str:
+    return f"{settings.ZAPPA_PROJECT}-{stage}"
+
+
+def alarm_definitions() -> list[dict]:
+    """Every alarm, as `put_metric_alarm` keyword arguments (without the actions)."""
+    ours = {"service": settings.METRICS_SERVICE}  # the dimensions of our EMF metrics
+    alarms = [
+        _alarm(
+            "cdc-iterator-age",
+            namespace="AWS/Lambda",
+            metric="IteratorAge",
+            dimensions={"FunctionName": settings.CDC_FUNCTION_NAME},
+            statistic="Maximum",
+            threshold=60_000,  # milliseconds
+            periods=3,
+            description="The CDC trigger's oldest unread record has been over 60 s old for 3 minutes.",
+        ),
+        _alarm(
+            "dlq-depth",
+            namespace="AWS/SQS",
+            metric="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": settings.DLQ_QUEUE},
+            statistic="Maximum",
+            threshold=0,
+            period=5 * MINUTE,  # SQS publishes every 5 minutes
+            description="A change record sits in the CDC dead-letter queue.",
+        ),
+        _alarm(
+            "projection-lag",
+            namespace=settings.METRICS_NAMESPACE,
+            metric="ProjectionLag",
+            dimensions=ours,
+            statistic="Maximum",
+            threshold=60,  # seconds
+            periods=3,
+            description="The newest change the CDC applied was over 60 s old for 3 minutes.",
+        ),
+        _alarm(
+            "reconcile-differences",
+            namespace=settings.METRICS_NAMESPACE,
+            metric="ReconcileDifferences",
+            dimensions=ours,
+            statistic="Maximum",
+            threshold=0,
+            period=6 * 60 * MINUTE,  # the schedule runs every 6 hours
+            description="The last reconcile found the read models apart from DynamoDB.",
+        ),
+    ]
+    for stage in settings.HTTP_STAGES:
+        alarms.append(
+            _alarm(
+                f"5xx-rate.{stage}",
+                namespace="AWS/ApiGateway",
+                metric="5XXError",
+                dimensions={"ApiName": _function(stage), "Stage": stage},
+                statistic="Average",  # the share of requests answered 5xx
+                threshold=0.05,
+                period=5 * MINUTE,
+                description=f"Over 5% of the {stage} stage's requests failed with 5xx in 5 minutes.",
+            )
+        )
+    for function in [*map(_function, settings.HTTP_STAGES), settings.CDC_FUNCTION_NAME]:
+        for metric in ("Errors", "Throttles"):
+            alarms.append(
+                _alarm(
+                    f"lambda-{metric.lower()}.{function}",
+                    namespace="AWS/Lambda",
+                    metric=metric,
+                    dimensions={"FunctionName": function},
+                    statistic="Sum",
+                    threshold=0,
+                    period=5 * MINUTE,
+                    description=f"Lambda {function} had {metric.lower()} in 5 minutes.",
+                )
+            )
+    for number, (kind, url) in enumerate(settings.WEATHER_SOURCES, 1):
+        alarms.append(
+            _alarm(
+                f"weather-source-failing.{kind}-{number}",
+                namespace=settings.METRICS_NAMESPACE,
+                metric="WeatherPollFailed",
+                dimensions={**ours, "source": url},
+                statistic="Sum",
+                threshold=0,
+                period=10 * MINUTE,
+                periods=3,  # every poll of 30 minutes failed
+                description=f"Weather source {url} failed every poll for 30 minutes.",
+            )
+        )
+    return alarms
+
+
+def ensure_alarm_topic() -> str:
+    """The SNS topic (create_topic is idempotent), with ALARM_EMAIL subscribed once."""
+    sns = aws.sns()
+    arn = sns.create_topic(Name=settings.ALARM_TOPIC)["TopicArn"]
+    if settings.ALARM_EMAIL:
+        subscribed = sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
+        if not any(s["Protocol"] == "email" and s["Endpoint"] == settings.ALARM_EMAIL for s in subscribed):
+            sns.subscribe(TopicArn=arn, Protocol="email", Endpoint=settings.ALARM_EMAIL)
+    return arn
+
+
+def ensure_alarms() -> list[str]:
+    topic = ensure_alarm_topic()
+    alarms = alarm_definitions()
+    for alarm in alarms:
+        aws.cloudwatch().put_metric_alarm(**alarm, ActionsEnabled=True, AlarmActions=[topic], OKActions=[topic])
+    aws.cloudwatch().put_dashboard(DashboardName=settings.ZAPPA_PROJECT, DashboardBody=json.dumps(dashboard_body()))
+    email = f", {settings.ALARM_EMAIL} subscribed (confirm the email)" if settings.ALARM_EMAIL else ", no ALARM_EMAIL"
+    return [f"alarm topic {settings.ALARM_TOPIC}: ready{email}", f"alarms: {len(alarms)} put", f"dashboard {settings.ZAPPA_PROJECT}: put"]
+
+
+def dashboard_body() -> dict:
+    """The CloudWatch dashboard: one graph per alarm's metric (docs/dashboard.json is this,
+    with the default settings)."""
+    widgets = []
+    for number, alarm in enumerate(alarm_definitions()):
+        dimensions = [part for d in alarm["Dimensions"] for part in (d["Name"], d["Value"])]
+        widgets.append(
+            {
+                "type": "metric",
+                "x": 12 * (number % 2),
+                "y": 6 * (number // 2),
+                "width": 12,
+                "height": 6,
+                "properties": {
+                    "title": alarm["AlarmName"],
+                    "region": settings.AWS_REGION,
+                    "stat": alarm["Statistic"],
+                    "period": alarm["Period"],
+                    "metrics": [[alarm["Namespace"], alarm["MetricName"], *dimensions]],
+                    "annotations": {"horizontal": [{"label": "alarm", "value": alarm["Threshold"]}]},
+                },
+            }
+        )
+    ns, service = settings.METRICS_NAMESPACE, settings.METRICS_SERVICE
+    overview = [
+        (
+            "Commands",
+            [
+                [ns, "CommandAccepted", "service", service],
+                [ns, "CommandConditionRetries", "service", service],
+                [ns, "CommandTransactionConflicts", "service", service],
+            ],
+        ),
+        ("Commands refused, by reason", [[{"expression": f"SEARCH('{{{ns},reason,service}} MetricName=\"CommandRefused\"', 'Sum', 300)"}]]),
+        ("CDC", [[ns, name, "service", service] for name in ("CdcRecords", "CdcChangesApplied", "CdcDuplicatesIgnored", "CdcPoison")]),
+        (
+            "Notifications",
+            [[ns, name, "service", service] for name in ("NotificationsSent", "NotificationsFailed", "NotificationsSkipped")],
+        ),
+        (
+            "Weather polls, by source",
+            [
+                [
+                    {
+                        "expression": f"SEARCH('{{{ns},service,source}} (MetricName=\"WeatherPollFailed\" OR MetricName=\"WeatherPollSucceeded\")', 'Sum', 600)"
+                    }
+                ]
+            ],
+        ),
+    ]
+    top = 6 * ((len(widgets) + 1) // 2)
+    for number, (title, metrics) in enumerate(overview):
+        widgets.append(
+            {
+                "type": "metric",
+                "x": 12 * (number % 2),
+                "y": top + 6 * (number // 2),
+                "width": 12,
+                "height": 6,
+                "properties": {"title": title, "region": settings.AWS_REGION, "stat": "Sum", "period": 300, "metrics": metrics},
+            }
+        )
+    return {"widgets": widgets}

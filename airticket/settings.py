@@ -89,6 +89,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "airticket.observability.RequestContextMiddleware",  # first: the request id covers every line
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -181,6 +182,17 @@ KINESIS_SHARDS = env_int("KINESIS_SHARDS", 2, minimum=1)
 DLQ_QUEUE = env_name("DLQ_QUEUE", "airticket-cdc-dlq")
 CDC_FUNCTION_NAME = env_name("CDC_FUNCTION_NAME", "airticket-cdc")
 
+# Alarms (`provision_aws --alarms`): the SNS topic they notify, an optional email subscribed
+# to it, and the Zappa stages behind API Gateway (function `<project>-<stage>`, API of the
+# same name, API Gateway stage `<stage>`), whose 5xx rate and Lambda errors are watched.
+ALARM_TOPIC = env_name("ALARM_TOPIC", "airticket-alarms")
+ALARM_EMAIL = env("ALARM_EMAIL")
+if ALARM_EMAIL and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", ALARM_EMAIL):
+    raise ImproperlyConfigured(f"ALARM_EMAIL={ALARM_EMAIL!r} is not an email address")
+ZAPPA_PROJECT = env_name("ZAPPA_PROJECT", "airticket")
+STACK_NAME = env_name("STACK_NAME", "airticket-data")  # `provision_aws --stack` (airticket.stack)
+HTTP_STAGES = env("HTTP_STAGES", "command query").split()
+
 # --- Tokens ----------------------------------------------------------------------------
 # Signed with TOKEN_SECRET (defaults to SECRET_KEY) so the command Lambda verifies them
 # without a database.
@@ -230,11 +242,29 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Logs and metrics (`airticket.observability`). JSON on every Lambda stage (zappa_settings.json),
+# plain text locally unless LOG_FORMAT=json. EMF metric blobs go to stdout where CloudWatch
+# Logs reads them: on by default with JSON logs, off for plain text (they are noise there).
+LOG_FORMAT = env("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
+METRICS_EMF = env_bool("METRICS_EMF", LOG_FORMAT == "json")
+METRICS_NAMESPACE = env("METRICS_NAMESPACE", "AirTicket")
+if not re.fullmatch(r"[A-Za-z0-9_.\-/#:]{1,255}", METRICS_NAMESPACE) or METRICS_NAMESPACE.startswith("AWS/"):
+    raise ImproperlyConfigured(f"METRICS_NAMESPACE={METRICS_NAMESPACE!r} is not a valid CloudWatch namespace")
+METRICS_SERVICE = env_name("METRICS_SERVICE", "airticket")
+# The stage in each metric's dimensions and each log line: Lambda names the function.
+METRICS_STAGE = env_name("METRICS_STAGE", env("AWS_LAMBDA_FUNCTION_NAME", "local"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "airticket.observability.ContextFilter"}},
+    "formatters": {
+        "plain": {"()": "airticket.observability.PlainFormatter"},
+        "json": {"()": "airticket.observability.json_formatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
@@ -242,6 +272,9 @@ LOGGING = {
 # Locally the CDC poller is a process of ours and /healthz checks its heartbeat.
 CDC_LOCAL_POLLER = env_bool("CDC_LOCAL_POLLER", bool(AWS_ENDPOINT_URL))
 CDC_HEARTBEAT_SECONDS = env_int("CDC_HEARTBEAT_SECONDS", 30, minimum=1)
+# Locally the metric counters are also kept in the database, so the operations page shows the
+# numbers of every process (web, poller, notifier); on AWS CloudWatch has them.
+METRICS_STORE = env_bool("METRICS_STORE", CDC_LOCAL_POLLER)
 
 # Staff "truncate" wipes the write model; only for local demos (runlocal turns it on).
 AIRTICKET_ALLOW_TRUNCATE = env_bool("AIRTICKET_ALLOW_TRUNCATE", False)

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/redoc", SpectacularRedocView.as_view(url_name="schema", template_name="airticket/redoc.html"), name="redoc"),
     path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.ReadyView.as_view(), name="readyz"),
     path("admin/", admin.site.urls),
 ]
 

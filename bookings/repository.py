@@ -20,7 +20,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from django.conf import settings
 
-from airticket import aws
+from airticket import aws, observability
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -266,6 +266,7 @@ def transact(actions: list[dict]) -> None:
             reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
             if not reasons:  # some SDK paths put the reasons only in the message
                 reasons = _reasons_from_message(exc.response["Error"].get("Message", ""))
+            _count_conflicts(reasons)
             raise ConditionFailed(reasons) from None
         raise
 
@@ -277,6 +278,12 @@ def _reasons_from_message(message: str) -> list[str]:
     return [part.strip() for part in inner.split(",")]
 
 
+def _count_conflicts(reasons: list[str]) -> None:
+    """Another transaction held an item: the contention the transaction-conflict metric shows."""
+    if "TransactionConflict" in reasons:
+        observability.count("CommandTransactionConflicts")
+
+
 def _raise_condition(exc: ClientError):
     code = exc.response["Error"]["Code"]
     if code == "ConditionalCheckFailedException":
@@ -284,6 +291,7 @@ def _raise_condition(exc: ClientError):
     if code == "TransactionConflictException":
         # A transaction holds the item (a booking on this flight or customer): a lost race like
         # any other, which the services retry or answer with 409. botocore does not retry it.
+        _count_conflicts(["TransactionConflict"])
         raise ConditionFailed(["TransactionConflict"]) from None
     raise exc
 

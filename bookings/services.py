@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from airticket import observability
 from airticket.errors import Conflict, NotFound, PreconditionFailed
 
 from . import repository as repo
@@ -29,6 +30,7 @@ def _now() -> str:
 
 
 def _backoff(attempt: int) -> None:
+    observability.count("CommandConditionRetries")  # a lost race, tried again
     time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
 
 

@@ -13,11 +13,14 @@ Acknowledgement rules (`batchItemFailures`, Lambda resumes from the lowest ident
 
 import logging
 import sys
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import InterfaceError, OperationalError, connection
+
+from airticket import observability
 
 from . import dlq, projection
 from .decode import Change, Poison, decode
@@ -108,10 +111,48 @@ def _prepare(records: list[dict], *, start: int, projected_at: str) -> tuple[Dec
     return decoded, projection.Chunk(decoded.newest, decoded.event_flights, upserts)
 
 
+def _summarise(
+    records: list[dict], *, decoded: list[Decoded], applied: projection.Applied, poison: int, queued: int, started: float
+) -> None:
+    """The batch's one summary line and its metrics. Duplicates are changes of a key that a
+    newer change of the same key in the batch superseded (Kinesis delivers at least once);
+    the lag is the age of the newest record the batch applied."""
+    changes = sum(chunk.changes for chunk in decoded)
+    rows = applied.customers + applied.bookings + applied.flights
+    arrived = [r["kinesis"].get("approximateArrivalTimestamp") for r in records]
+    newest = max((float(a) for a in arrived if a is not None), default=None)
+    values = {
+        "CdcRecords": len(records),
+        "CdcChanges": changes,
+        "CdcChangesApplied": rows,
+        "CdcDuplicatesIgnored": max(changes - rows, 0),
+        "CdcIgnored": sum(chunk.ignored for chunk in decoded),
+        "CdcFlightEvents": applied.events,
+        "CdcPoison": poison,
+        "CdcPoisonNotQueued": poison - queued,
+        "CdcBatchDuration": round((time.monotonic() - started) * 1000, 1),
+    }
+    units = {"CdcBatchDuration": observability.MILLISECONDS}
+    if newest is not None:
+        values["ProjectionLag"] = round(max(time.time() - newest, 0.0), 3)
+        units["ProjectionLag"] = observability.SECONDS
+    logger.log(
+        logging.WARNING if poison else logging.INFO,
+        "batch of %d: %d changes, %d rows, %d poison",
+        len(records),
+        changes,
+        rows,
+        poison,
+        extra=values,
+    )
+    observability.record(values, units=units)
+
+
 def process(*, event: dict) -> dict:
     records = event.get("Records") or []
     if not records:
         return {"batchItemFailures": []}
+    started = time.monotonic()
     _reusable_connection()
     projected_at = projection.now()
     preparing: list[Future] = []
@@ -139,17 +180,7 @@ def process(*, event: dict) -> dict:
     poison = [entry for chunk in decoded for entry in chunk.poison]
     letters = [letter for _, letter in poison]
     queued = dlq.send(letters=letters) if letters else 0
-    logger.info(
-        "batch of %d: %d changes (%d customers, %d bookings, %d flights newest), %d flight events, %d ignored, %d poison",
-        len(records),
-        sum(chunk.changes for chunk in decoded),
-        applied.customers,
-        applied.bookings,
-        applied.flights,
-        applied.events,
-        sum(chunk.ignored for chunk in decoded),
-        len(letters),
-    )
+    _summarise(records, decoded=decoded, applied=applied, poison=len(letters), queued=queued, started=started)
     if queued < len(letters):
         return _failures_from(records, poison[queued][0])
     return {"batchItemFailures": []}

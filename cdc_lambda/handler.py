@@ -15,13 +15,27 @@ if not apps.ready:  # Zappa sets Django up before routing events; a bare Lambda 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "airticket.settings")
     django.setup()
 
+from airticket import observability  # noqa: E402
 from cdc_lambda.batch import process  # noqa: E402  (models need the app registry)
 
 logger = logging.getLogger(__name__)
 
 
+def _batch_context(records: list[dict]) -> dict:
+    """The shard and the sequence range a batch covers (one shard per Lambda batch)."""
+    if not records:
+        return {}
+    first, last = records[0], records[-1]
+    return {
+        "shard": str(first.get("eventID", "")).partition(":")[0] or None,
+        "first_sequence": first["kinesis"]["sequenceNumber"],
+        "last_sequence": last["kinesis"]["sequenceNumber"],
+    }
+
+
 def handler(event: dict, context=None) -> dict:
-    return process(event=event)
+    with observability.bind(**_batch_context(event.get("Records") or [])):
+        return process(event=event)
 
 
 def reconcile(event: dict, context=None) -> dict:

@@ -31,7 +31,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 
 from admin_portal.models import Booking, FlightPassengerCount, FlightStop, ReconcileRun
-from airticket import aws
+from airticket import aws, observability
 from bookings import repository as repo
 
 from . import batch, bridge, poller, projection
@@ -554,6 +554,8 @@ def reconcile(*, segments: int = 4, only: Iterable[str] = (), repair: bool = Fal
 
 
 def report_save(*, report: Report) -> None:
+    # What the "reconcile differences" alarm watches, from the command as from the schedule.
+    observability.record({"ReconcileDifferences": report.differences, "ReconcileItems": report.items, "ReconcileRepaired": report.repaired})
     ReconcileRun.objects.create(
         items=report.items,
         differences=report.differences,

@@ -1,11 +1,23 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from airticket.provisioning import provision
+from airticket import stack as data_stack
+from airticket.provisioning import ensure_alarms, provision
 
 
 class Command(BaseCommand):
     help = "Create the DynamoDB table, Kinesis stream, DLQ and (on AWS) the streaming destination and CDC trigger. Safe to re-run."
 
-    def handle(self, *args, **options):
-        for line in provision():
+    def add_arguments(self, parser):
+        parser.add_argument("--alarms", action="store_true", help="also the CloudWatch alarms, their SNS topic and the dashboard")
+        parser.add_argument("--stack", action="store_true", help="instead: deploy infra's CloudFormation stack through a change set")
+        parser.add_argument("--cdc-function-deployed", action="store_true", help="with --stack: the CDC function exists, add its trigger")
+        parser.add_argument("--yes", action="store_true", help="with --stack: apply an update's change set (else it is shown and left)")
+
+    def handle(self, *args, alarms: bool, stack: bool, cdc_function_deployed: bool, yes: bool, **options):
+        if stack:
+            lines = data_stack.deploy(stack_name=settings.STACK_NAME, cdc_function_deployed=cdc_function_deployed, confirm_update=yes)
+        else:
+            lines = provision() + (ensure_alarms() if alarms else [])
+        for line in lines:
             self.stdout.write(line)
