@@ -211,6 +211,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["airticket.parsers.JSONParser"],  # a 400, not a 500, for over-nested JSON
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "airticket.errors.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "airticket.parsers.ContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -219,6 +220,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Command API (DynamoDB) and staff query API (MySQL read models).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # A PATCH body is validated whole (not as a partial update): one component for both.
+    "COMPONENT_SPLIT_PATCH": False,
+    # Error responses, request-body strictness and parameter bounds for every operation.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "airticket.schema.document_the_contract"],
 }
 
 LOGGING = {
