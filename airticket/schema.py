@@ -35,7 +35,7 @@ REASONS = {
     "400": "invalid input: the fields say which and why",
     "401": "no bearer token, or one that is invalid or expired",
     "403": "the token may not do this (a customer token on a staff operation or another customer)",
-    "404": "no such item",
+    "404": "no such item (or a page past the last one)",
     "406": "a format or Accept the API does not offer (it speaks JSON)",
     "409": "a business rule refused it (exists, full, cancelled, busy, ...)",
     "412": "If-Match names another version than the current one",
@@ -67,8 +67,8 @@ def error_statuses(operation: dict) -> list[str]:
         statuses |= {"401", "403"}
     if parameters or has_body:
         statuses.add("400")
-    if any(location == "path" for location, _ in parameters):
-        statuses.add("404")
+    if any(location == "path" for location, _ in parameters) or ("query", "page") in parameters:
+        statuses.add("404")  # no such item, or a page past the last
     if has_body:
         statuses |= {"413", "415"}
     if ("header", "If-Match") in parameters:
@@ -119,8 +119,12 @@ def _pattern_path(operation: dict) -> None:
 
 def _strict_body(operation: dict, schemas: dict) -> None:
     """Every request body is checked for unknown fields (a typo is a 400), so say so."""
-    for media in operation.get("requestBody", {}).get("content", {}).values():
+    body = operation.get("requestBody", {})
+    for media in body.get("content", {}).values():
         ref = media.get("schema", {}).get("$ref", "")
         name = ref.rpartition("/")[2]
         if name in schemas:
             schemas[name]["additionalProperties"] = False
+            # A body that needs a field cannot be left out (no body reads as `{}`).
+            if schemas[name].get("required") or schemas[name].get("minProperties"):
+                body["required"] = True

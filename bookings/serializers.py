@@ -19,6 +19,18 @@ CUSTOMER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FLIGHT_NUMBER = re.compile(r"[A-Z0-9]{2}[0-9]{1,4}[A-Z]?")
 TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 PHONE = re.compile(r"\+?[0-9 ()-]{3,32}")
+# A person's name: no control characters (C0, DEL, C1) and no bidirectional embedding, override
+# or isolate (they can make a name display as something else), and at least one character
+# that is neither a space nor invisible (a name of only a zero-width space shows as nothing).
+_NOT_IN_NAMES = r"\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+_INVISIBLE = r"\s\u200b-\u200f\u2060-\u2064\ufeff"
+NAME = re.compile(rf"[^{_NOT_IN_NAMES}]*[^{_NOT_IN_NAMES}{_INVISIBLE}][^{_NOT_IN_NAMES}]*")
+
+
+def name_field(**kwargs) -> "PatternField":
+    return PatternField(
+        NAME, "a name: visible characters, no control or direction-override characters", max_length=200, **kwargs
+    )
 
 
 class StrictSerializer(serializers.Serializer):
@@ -121,13 +133,13 @@ class StrictIntegerField(serializers.IntegerField):
 
 class CustomerCreateSerializer(StrictSerializer):
     customer_id = customer_id_field()
-    full_name = StrictCharField(max_length=200)
+    full_name = name_field()
     mobile = PatternField(PHONE, "a phone number", max_length=32, required=False, allow_blank=True)
     email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
 
 
 class CustomerUpdateSerializer(StrictSerializer):
-    full_name = StrictCharField(max_length=200, required=False)
+    full_name = name_field(required=False)
     mobile = PatternField(PHONE, "a phone number", max_length=32, required=False, allow_blank=True)
     email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
 
