@@ -62,7 +62,8 @@ class PatternField(StrictCharField):
     """A string that must match `pattern` as a whole; the schema carries the same pattern."""
 
     def __init__(self, pattern: re.Pattern, message: str, **kwargs):
-        super().__init__(**kwargs)
+        # Not trimmed: the value is checked as sent, exactly as the schema's pattern says.
+        super().__init__(trim_whitespace=False, **kwargs)
         self.validators.append(RegexValidator(anchored(pattern), message))
 
 

@@ -116,3 +116,22 @@ def test_a_flight_record_answer_matches_its_documented_type(staff, schema):
     assert fetched["ETag"] == '"1"'
     required = set(schema["components"]["schemas"]["FlightRecord"]["required"])
     assert required <= set(fetched.json())
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ring\x07bell", "esc\x1b[31m", "line\r\nbreak", "\u202egnp.exe", "\u200b", " \u200b ", "\x85next"],
+    ids=["BEL", "ESC", "CRLF", "RTL-override", "zero-width", "blank-and-zero-width", "C1-NEL"],
+)
+def test_a_name_with_control_direction_or_only_invisible_characters_is_refused(as_customer, name):
+    client = as_customer("c-names")
+    response = post(client, "/api/v1/customers", {"customer_id": "c-names", "full_name": name})
+    assert response.status_code == 400
+    assert set(error(response)["fields"]) == {"full_name"}
+    assert client.get("/api/v1/customers/c-names").status_code == 404  # nothing written
+
+
+def test_names_in_any_script_with_joiners_are_still_welcome(as_customer):
+    client = as_customer("c-names")
+    response = post(client, "/api/v1/customers", {"customer_id": "c-names", "full_name": "Zoë Ünal-王伟 \u0928\u094d\u200d\u092f"})
+    assert response.status_code == 201, response.json()
