@@ -82,9 +82,7 @@ def error_statuses(operation: dict) -> list[str]:
 
 def _document_errors(operation: dict) -> None:
     for status in error_statuses(operation):
-        operation["responses"].setdefault(
-            status, {"description": REASONS[status], "content": {"application/json": {"schema": ERROR_REF}}}
-        )
+        operation["responses"].setdefault(status, {"description": REASONS[status], "content": {"application/json": {"schema": ERROR_REF}}})
 
 
 def _bound_pages(operation: dict) -> None:

@@ -28,9 +28,7 @@ NAME = re.compile(rf"[^{_NOT_IN_NAMES}]*[^{_NOT_IN_NAMES}{_INVISIBLE}][^{_NOT_IN
 
 
 def name_field(**kwargs) -> "PatternField":
-    return PatternField(
-        NAME, "a name: visible characters, no control or direction-override characters", max_length=200, **kwargs
-    )
+    return PatternField(NAME, "a name: visible characters, no control or direction-override characters", max_length=200, **kwargs)
 
 
 class StrictSerializer(serializers.Serializer):

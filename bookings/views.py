@@ -12,19 +12,19 @@ from . import idempotency, services
 from .http import Precondition, customer_etag, expected_version, if_match, versioned
 from .serializers import (
     CustomerCreateSerializer,
-    CustomerRecordSerializer,
-    CustomerWithOrdersSerializer,
-    FlightRecordSerializer,
-    OrderPageSerializer,
-    OrderRecordSerializer,
     CustomerPathSerializer,
+    CustomerRecordSerializer,
     CustomerUpdateSerializer,
+    CustomerWithOrdersSerializer,
     FlightCreateSerializer,
     FlightPathSerializer,
+    FlightRecordSerializer,
     FlightRescheduleSerializer,
     OrderChangeSerializer,
+    OrderPageSerializer,
     OrderPathSerializer,
     OrderPlaceSerializer,
+    OrderRecordSerializer,
 )
 
 # Header patterns are what the server accepts (`If-Match`: the forms a client should send; a
@@ -66,7 +66,9 @@ class CustomerScoped(APIView):
 
 
 class CustomerListView(APIView):
-    @extend_schema(request=CustomerCreateSerializer, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={201: CustomerRecordSerializer})
+    @extend_schema(
+        request=CustomerCreateSerializer, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={201: CustomerRecordSerializer}
+    )
     def post(self, request):
         data = validated(CustomerCreateSerializer, request.data)
         if not request.user.may_act_for(data["customer_id"]):

@@ -10,7 +10,6 @@ import schemathesis
 from django.core.wsgi import get_wsgi_application
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
-
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from airticket.auth import CUSTOMER, STAFF, issue_token
@@ -53,9 +52,7 @@ def call_and_validate(case, token: str) -> None:
     name = f"{case.method.upper()} {case.path}"
     headers = {p["name"] for p in case.operation.definition.raw.get("parameters", [])}
     excused = name in POSITIVE_DATA_EXCEPTIONS or "Idempotency-Key" in headers or name.startswith(QUERY_FILTERS)
-    case.call_and_validate(
-        headers={"Authorization": f"Bearer {token}"}, excluded_checks=[positive_data_acceptance] if excused else None
-    )
+    case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, excluded_checks=[positive_data_acceptance] if excused else None)
 
 
 @schema.parametrize()
