@@ -1,10 +1,12 @@
 """One error shape for the whole API: {"error": {"code", "message", "fields"}}."""
 
+import re
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
-from django.views import defaults
+from django.views import debug, defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -130,3 +132,10 @@ def server_error(request):
     if _is_api(request):
         return JsonResponse(error_body("server_error", "internal error"), status=500)
     return defaults.server_error(request)
+
+
+class ExceptionReporterFilter(debug.SafeExceptionReporterFilter):
+    """Django's debug page (DEBUG, local only) masks settings and environment entries named
+    like secrets; DATABASE_URL carries the database password in its name-less URL form."""
+
+    hidden_settings = re.compile(debug.SafeExceptionReporterFilter.hidden_settings.pattern + "|DATABASE_URL", flags=re.I)

@@ -99,6 +99,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "airticket.urls"
+# The debug page masks DATABASE_URL (its password) like the settings named as secrets.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "airticket.errors.ExceptionReporterFilter"
 WSGI_APPLICATION = "airticket.wsgi.application"
 
 TEMPLATES = [
