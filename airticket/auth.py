@@ -8,6 +8,7 @@ no database, no session.
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -19,6 +20,9 @@ _SALT = "airticket.token.v1"
 STAFF = "staff"
 CUSTOMER = "customer"
 STAFF_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+# Clocks of the issuer and the verifier may differ a little; a token from further ahead than
+# this was not issued by a sane clock (or the secret leaked): refused.
+CLOCK_SKEW_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,10 @@ def verify_token(token: str) -> Principal:
         raise exceptions.AuthenticationFailed("token expired") from None
     except signing.BadSignature:
         raise exceptions.AuthenticationFailed("invalid token") from None
+    # `max_age` only bounds the age from above: a timestamp in the future passes it.
+    issued_at = signing.b62_decode(token.rsplit(signing.Signer().sep, 2)[-2])
+    if issued_at > time.time() + CLOCK_SKEW_SECONDS:
+        raise exceptions.AuthenticationFailed("token issued in the future")
     if not isinstance(payload, dict) or payload.get("role") not in (STAFF, CUSTOMER):
         raise exceptions.AuthenticationFailed("invalid token")
     if payload["role"] == CUSTOMER:

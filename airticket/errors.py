@@ -1,8 +1,12 @@
 """One error shape for the whole API: {"error": {"code", "message", "fields"}}."""
 
+import re
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse
-from django.views import defaults
+from django.http import Http404, JsonResponse
+from django.views import debug, defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -40,6 +44,11 @@ class PreconditionFailed(DomainError):
 class IdempotencyMismatch(DomainError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     code = "idempotency_key_reused"
+
+
+class PayloadTooLarge(DomainError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
 
 
 class BadRequest(DomainError):
@@ -86,6 +95,13 @@ def _flatten(detail) -> dict:
 
 
 def exception_handler(exc, context):
+    # Django's own exceptions (`get_object_or_404`, ...) as DRF's, so they get DRF's codes.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "not found")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, RequestDataTooBig):  # else Django's HTML 400 page
+        exc = PayloadTooLarge(f"the body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
     if isinstance(exc, exceptions.ValidationError):
@@ -95,7 +111,7 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a real bug: let Django report it as a 500
-    code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), "error")
+    code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), getattr(exc, "default_code", "error"))
     detail = getattr(exc, "detail", str(exc))
     response.data = error_body(code, str(detail))
     return response
@@ -117,7 +133,7 @@ def bad_request(request, exception=None):
     if not _is_api(request):
         return defaults.bad_request(request, exception)
     if isinstance(exception, RequestDataTooBig):
-        return JsonResponse(error_body("too_large", "request body exceeds the upload limit"), status=413)
+        return JsonResponse(error_body(PayloadTooLarge.code, "request body exceeds the upload limit"), status=413)
     return JsonResponse(error_body("bad_request", "bad request"), status=400)
 
 
@@ -125,3 +141,10 @@ def server_error(request):
     if _is_api(request):
         return JsonResponse(error_body("server_error", "internal error"), status=500)
     return defaults.server_error(request)
+
+
+class ExceptionReporterFilter(debug.SafeExceptionReporterFilter):
+    """Django's debug page (DEBUG, local only) masks settings and environment entries named
+    like secrets; DATABASE_URL carries the database password in its name-less URL form."""
+
+    hidden_settings = re.compile(debug.SafeExceptionReporterFilter.hidden_settings.pattern + "|DATABASE_URL", flags=re.I)

@@ -1,7 +1,9 @@
-"""Request parsers: JSON only, and every unreadable body is a 400, never a 500."""
+"""Request parsers and content negotiation: JSON only, and every unreadable body or unknown
+format is a clear 4xx, never a 500 or a bare 404."""
 
 from rest_framework import parsers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import NotAcceptable, ParseError
+from rest_framework.negotiation import DefaultContentNegotiation
 
 
 class JSONParser(parsers.JSONParser):
@@ -13,3 +15,15 @@ class JSONParser(parsers.JSONParser):
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply") from None
+
+
+class ContentNegotiation(DefaultContentNegotiation):
+    """DRF answers an unknown `?format=` with a bare Http404 (an empty message); it is a 406
+    naming what the API speaks."""
+
+    def filter_renderers(self, renderers, format):
+        matching = [renderer for renderer in renderers if renderer.format == format]
+        if not matching:
+            offered = ", ".join(sorted({renderer.format for renderer in renderers}))
+            raise NotAcceptable(f"format {format!r} is not offered; use {offered}")
+        return matching

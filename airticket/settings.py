@@ -101,6 +101,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "airticket.urls"
+# The debug page masks DATABASE_URL (its password) like the settings named as secrets.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "airticket.errors.ExceptionReporterFilter"
 WSGI_APPLICATION = "airticket.wsgi.application"
 
 TEMPLATES = [
@@ -227,6 +229,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["airticket.parsers.JSONParser"],  # a 400, not a 500, for over-nested JSON
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "airticket.errors.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "airticket.parsers.ContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -240,6 +243,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # A PATCH body is validated whole (not as a partial update): one component for both.
+    "COMPONENT_SPLIT_PATCH": False,
+    # Error responses, request-body strictness and parameter bounds for every operation.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "airticket.schema.document_the_contract"],
 }
 
 # Logs and metrics (`airticket.observability`). JSON on every Lambda stage (zappa_settings.json),

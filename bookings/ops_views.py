@@ -7,12 +7,13 @@ from rest_framework.views import APIView
 from airticket.auth import IsStaff
 
 from . import maintenance
+from .serializers import InitResultSerializer, TruncateResultSerializer
 
 
 class InitView(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses={200: InitResultSerializer})
     def post(self, request):
         return Response({"steps": maintenance.system_init()})
 
@@ -20,6 +21,6 @@ class InitView(APIView):
 class TruncateView(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses={200: TruncateResultSerializer})
     def post(self, request):
         return Response({"deleted_items": maintenance.data_truncate()})

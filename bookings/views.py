@@ -13,20 +13,39 @@ from .http import Precondition, customer_etag, expected_version, if_match, versi
 from .serializers import (
     CustomerCreateSerializer,
     CustomerPathSerializer,
+    CustomerRecordSerializer,
     CustomerUpdateSerializer,
+    CustomerWithOrdersSerializer,
     FlightCreateSerializer,
     FlightPathSerializer,
+    FlightRecordSerializer,
     FlightRescheduleSerializer,
     OrderChangeSerializer,
+    OrderPageSerializer,
     OrderPathSerializer,
     OrderPlaceSerializer,
+    OrderRecordSerializer,
 )
 
+# Header patterns are what the server accepts (`If-Match`: the forms a client should send; a
+# weak tag is accepted too, and answered 412). The schema hook anchors nothing else on them.
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    idempotency.HEADER, str, OpenApiParameter.HEADER, description="replays the first response for the same key and body"
+    idempotency.HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    description="replays the first response for the same key and body",
+    pattern=r"^[!-~]{1,255}$",
 )
 IF_MATCH_HEADER = OpenApiParameter(
-    "If-Match", str, OpenApiParameter.HEADER, description='the ETag you read ("3"), or *; a stale or weak one is 412'
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    description='the ETag you read ("3"), or *; a stale or weak one is 412',
+    pattern=r'^(\*|"[0-9]{1,18}(\.[0-9a-f]{16})?"|[0-9]{1,18})$',
+)
+# Every command answer carries the entity tag of what it returns.
+ETAG_HEADER = OpenApiParameter(
+    "ETag", str, OpenApiParameter.HEADER, response=True, description='the version of the returned item, quoted ("3")'
 )
 
 
@@ -47,7 +66,9 @@ class CustomerScoped(APIView):
 
 
 class CustomerListView(APIView):
-    @extend_schema(request=CustomerCreateSerializer, parameters=[IDEMPOTENCY_HEADER], responses={201: dict})
+    @extend_schema(
+        request=CustomerCreateSerializer, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={201: CustomerRecordSerializer}
+    )
     def post(self, request):
         data = validated(CustomerCreateSerializer, request.data)
         if not request.user.may_act_for(data["customer_id"]):
@@ -58,12 +79,12 @@ class CustomerListView(APIView):
 
 
 class CustomerDetailView(CustomerScoped):
-    @extend_schema(responses={200: dict})
+    @extend_schema(parameters=[ETAG_HEADER], responses={200: CustomerWithOrdersSerializer})
     def get(self, request, **kwargs):
         customer = services.customer_get_with_orders(customer_id=self.customer_id(request, kwargs))
         return versioned(customer, tag=customer_etag(customer))
 
-    @extend_schema(request=CustomerUpdateSerializer, parameters=[IF_MATCH_HEADER], responses={200: dict})
+    @extend_schema(request=CustomerUpdateSerializer, parameters=[IF_MATCH_HEADER, ETAG_HEADER], responses={200: CustomerRecordSerializer})
     def patch(self, request, **kwargs):
         customer_id = self.customer_id(request, kwargs)
         changes = validated(CustomerUpdateSerializer, request.data)
@@ -79,12 +100,12 @@ class CustomerDetailView(CustomerScoped):
 
 
 class OrderListView(CustomerScoped):
-    @extend_schema(responses={200: dict}, operation_id="customers_orders_list")
+    @extend_schema(responses={200: OrderPageSerializer}, operation_id="customers_orders_list")
     def get(self, request, **kwargs):
         orders = services.order_list(customer_id=self.customer_id(request, kwargs))
         return Response({"count": len(orders), "results": orders})
 
-    @extend_schema(request=OrderPlaceSerializer, parameters=[IDEMPOTENCY_HEADER], responses={201: dict})
+    @extend_schema(request=OrderPlaceSerializer, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={201: OrderRecordSerializer})
     def post(self, request, **kwargs):
         customer_id = self.customer_id(request, kwargs)
         data = validated(OrderPlaceSerializer, request.data)
@@ -102,11 +123,11 @@ class OrderScoped(CustomerScoped):
 
 
 class OrderDetailView(OrderScoped):
-    @extend_schema(responses={200: dict})
+    @extend_schema(parameters=[ETAG_HEADER], responses={200: OrderRecordSerializer})
     def get(self, request, **kwargs):
         return versioned(services.order_get(**self.ids(request, kwargs)))
 
-    @extend_schema(request=OrderChangeSerializer, parameters=[IF_MATCH_HEADER], responses={200: dict})
+    @extend_schema(request=OrderChangeSerializer, parameters=[IF_MATCH_HEADER, ETAG_HEADER], responses={200: OrderRecordSerializer})
     def patch(self, request, **kwargs):
         ids = self.ids(request, kwargs)
         data = validated(OrderChangeSerializer, request.data)
@@ -114,7 +135,7 @@ class OrderDetailView(OrderScoped):
 
 
 class OrderCancelView(OrderScoped):
-    @extend_schema(request=None, parameters=[IDEMPOTENCY_HEADER], responses={200: dict})
+    @extend_schema(request=None, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={200: OrderRecordSerializer})
     def post(self, request, **kwargs):
         ids = self.ids(request, kwargs)
         return idempotency.run(request, lambda record: services.order_cancel(**ids), status_code=status.HTTP_200_OK)
@@ -123,7 +144,7 @@ class OrderCancelView(OrderScoped):
 class FlightListView(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(request=FlightCreateSerializer, parameters=[IDEMPOTENCY_HEADER], responses={201: dict})
+    @extend_schema(request=FlightCreateSerializer, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={201: FlightRecordSerializer})
     def post(self, request):
         data = validated(FlightCreateSerializer, request.data)
         return idempotency.run(request, lambda record: services.flight_create(**data, record=record), status_code=status.HTTP_201_CREATED)
@@ -132,11 +153,11 @@ class FlightListView(APIView):
 class FlightDetailView(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(parameters=[ETAG_HEADER], responses={200: FlightRecordSerializer})
     def get(self, request, **kwargs):
         return versioned(services.flight_get(**validated(FlightPathSerializer, kwargs)))
 
-    @extend_schema(request=FlightRescheduleSerializer, parameters=[IF_MATCH_HEADER], responses={200: dict})
+    @extend_schema(request=FlightRescheduleSerializer, parameters=[IF_MATCH_HEADER, ETAG_HEADER], responses={200: FlightRecordSerializer})
     def patch(self, request, **kwargs):
         key = validated(FlightPathSerializer, kwargs)
         data = validated(FlightRescheduleSerializer, request.data)
@@ -146,7 +167,7 @@ class FlightDetailView(APIView):
 class FlightCancelView(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(request=None, parameters=[IDEMPOTENCY_HEADER], responses={200: dict})
+    @extend_schema(request=None, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={200: FlightRecordSerializer})
     def post(self, request, **kwargs):
         key = validated(FlightPathSerializer, kwargs)
         return idempotency.run(request, lambda record: services.flight_cancel(**key), status_code=status.HTTP_200_OK)

@@ -335,7 +335,7 @@ def test_a_body_over_the_upload_limit_is_a_413_in_the_api_error_shape(staff_api,
     response = staff_api.post("/api/v1/notifications", body, format="json")
 
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "too_large"
+    assert response.json()["error"]["code"] == "payload_too_large"
 
 
 def test_a_selections_counts_give_totals_by_status_no_email_and_already_notified(staff_api):

@@ -1,0 +1,128 @@
+"""The OpenAPI contract beyond what drf-spectacular infers from views: one error shape and the
+errors each operation can answer, strict request bodies, and bounded pages.
+
+A postprocessing hook rather than an `extend_schema` on every view: the rules are the server's
+(which views validate input, check `If-Match`, claim an `Idempotency-Key`), so they are stated
+once here and cannot drift view by view. `tests/test_contract.py` checks them, and schemathesis
+checks the server against them.
+"""
+
+from django.conf import settings
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "The one error shape of the API.",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "properties": {
+                "code": {"type": "string", "description": "machine-readable, e.g. not_found, stale_version"},
+                "message": {"type": "string", "minLength": 1},
+                "fields": {
+                    "type": "object",
+                    "description": "the invalid input by name (dotted for nested fields), with why",
+                    "additionalProperties": {"type": "string"},
+                },
+            },
+        }
+    },
+}
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+REASONS = {
+    "400": "invalid input: the fields say which and why",
+    "401": "no bearer token, or one that is invalid or expired",
+    "403": "the token may not do this (a customer token on a staff operation or another customer)",
+    "404": "no such item (or a page past the last one)",
+    "406": "a format or Accept the API does not offer (it speaks JSON)",
+    "409": "a business rule refused it (exists, full, cancelled, busy, ...)",
+    "412": "If-Match names another version than the current one",
+    "413": "the request body is larger than the server accepts",
+    "415": "the body is not application/json",
+    "422": "the Idempotency-Key was used with a different request",
+    "429": "too many requests from this token or address; retry after Retry-After seconds",
+}
+
+
+def document_the_contract(result, generator, request, public):
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                _document_errors(operation)
+                _bound_pages(operation)
+                _strict_body(operation, result["components"]["schemas"])
+                _pattern_path(operation)
+    return result
+
+
+def error_statuses(operation: dict) -> list[str]:
+    """The error statuses the server can answer for this operation."""
+    parameters = {(p["in"], p["name"]) for p in operation.get("parameters", [])}
+    has_body = "requestBody" in operation
+    statuses = {"406"}
+    if not any(requirement == {} for requirement in operation.get("security", [{}])):
+        statuses |= {"401", "403"}
+    if parameters or has_body:
+        statuses.add("400")
+    if any(location == "path" for location, _ in parameters) or ("query", "page") in parameters:
+        statuses.add("404")  # no such item, or a page past the last
+    if has_body:
+        statuses |= {"413", "415"}
+    if ("header", "If-Match") in parameters:
+        statuses |= {"409", "412"}
+    if ("header", "Idempotency-Key") in parameters:
+        statuses |= {"409", "422"}
+    if settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_CLASSES"):
+        statuses.add("429")
+    return sorted(statuses)
+
+
+def _document_errors(operation: dict) -> None:
+    for status in error_statuses(operation):
+        operation["responses"].setdefault(status, {"description": REASONS[status], "content": {"application/json": {"schema": ERROR_REF}}})
+
+
+def _bound_pages(operation: dict) -> None:
+    """`page` and `page_size` with the bounds the query pagination enforces."""
+    from admin_portal.apis import MAX_PAGE, QueryPagination  # the query app's views: loaded late
+
+    bounds = {"page": MAX_PAGE, "page_size": QueryPagination.max_page_size}
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "query" and parameter["name"] in bounds:
+            parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": bounds[parameter["name"]]}
+
+
+def _pattern_path(operation: dict) -> None:
+    """The command API matches path segments loosely (a malformed id is a 400 naming it, not a
+    bare 404); the schema gives the patterns its serializers enforce."""
+    from bookings import serializers  # the command app: loaded late, like the query app
+
+    patterns = {
+        "customer_id": {"pattern": serializers.CUSTOMER_ID, "maxLength": 64},
+        "order_id": {"pattern": serializers.ORDER_ID, "maxLength": 32},
+        "flight_number": {"pattern": serializers.FLIGHT_NUMBER, "maxLength": 8},
+    }
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] != "path":
+            continue
+        if parameter["name"] in patterns:
+            rule = patterns[parameter["name"]]
+            parameter["schema"] = {"type": "string", "pattern": f"^(?:{rule['pattern'].pattern})$", "maxLength": rule["maxLength"]}
+        elif parameter["name"] == "flight_date":
+            parameter["schema"] = {"type": "string", "format": "date"}
+
+
+def _strict_body(operation: dict, schemas: dict) -> None:
+    """Every request body is checked for unknown fields (a typo is a 400), so say so."""
+    body = operation.get("requestBody", {})
+    for media in body.get("content", {}).values():
+        ref = media.get("schema", {}).get("$ref", "")
+        name = ref.rpartition("/")[2]
+        if name in schemas:
+            schemas[name]["additionalProperties"] = False
+            # A body that needs a field cannot be left out (no body reads as `{}`).
+            if schemas[name].get("required") or schemas[name].get("minProperties"):
+                body["required"] = True
