@@ -135,7 +135,13 @@ class Ingestor:
             return
         started = time.monotonic()
         while self.pending:
-            self.pending = {entity: check for entity, check in self.pending.items() if not check()}
+            # Oldest first, and stop at the first write not yet visible: one query per pass
+            # while the read model is behind, not one per pending write (that load slowed the
+            # very poller it waits for, on SQLite).
+            for entity, check in list(self.pending.items()):
+                if not check():
+                    break
+                del self.pending[entity]
             if self.pending and time.monotonic() - started > self.wait_timeout:
                 raise IngestError(f"the read model did not catch up within {self.wait_timeout:.0f} s")
             if self.pending:
