@@ -50,7 +50,7 @@ def test_the_lab_demo_reproduces_its_figures_on_the_running_system(database_url,
         assert len(pages) >= 6, banner
         assert {url: requests.get(url, timeout=10).status_code for url in pages} == dict.fromkeys(pages, 200)
         demo = subprocess.run(
-            [sys.executable, "manage.py", "ingest", "--api", api, "--timeout", "60", "demo", "--keep"],
+            [sys.executable, "manage.py", "ingest", "--api", api, "--timeout", "180", "demo", "--keep"],
             env=env,
             cwd=ROOT,
             capture_output=True,
