@@ -375,6 +375,11 @@ def flight_page_url(flight_key: str) -> str:
     return reverse("admin:admin_portal_flight_change", args=[quote(flight_key)])
 
 
+def flight_page_link(flight_key: str, number: str, day_text: str) -> str:
+    """A flight number linking to its flight page, its date muted beside it."""
+    return format_html('<a href="{}">{}</a> <span class="muted">{}</span>', flight_page_url(flight_key), number, day_text)
+
+
 def flight_times(
     flight: Flight, *, departure: str | None = None, arrival: str | None = None
 ) -> tuple[display.LocalTime, display.LocalTime]:
@@ -426,12 +431,7 @@ class FlightAdmin(OpensOnToday, ReadModelAdmin):
 
     @admin.display(description="flight", ordering="flight_date")
     def flight(self, flight):
-        return format_html(
-            '<a href="{}">{}</a> <span class="muted">{}</span>',
-            flight_page_url(flight.pk),
-            flight.flight_number,
-            f"{flight.flight_date:%a %d %b}",
-        )
+        return flight_page_link(flight.pk, flight.flight_number, f"{flight.flight_date:%a %d %b}")
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, flight):
@@ -751,12 +751,7 @@ class BookingAdmin(OpensOnToday, ReadModelAdmin):
 
     @admin.display(description="flight", ordering="flight_date")
     def flight_link(self, booking):
-        return format_html(
-            '<a href="{}">{}</a> <span class="muted">{}</span>',
-            flight_page_url(booking.flight_id),
-            booking.flight_number,
-            f"{booking.flight_date:%d %b}",
-        )
+        return flight_page_link(booking.flight_id, booking.flight_number, f"{booking.flight_date:%d %b}")
 
     @admin.display(description="passenger", ordering="customer_id")
     def customer_link(self, booking):
