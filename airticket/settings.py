@@ -142,9 +142,7 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the poller write while the web server reads; a busy timeout instead of "database is
     # locked"; IMMEDIATE takes the write lock when a transaction begins, because a read that turns
     # into a write in WAL mode fails at once rather than waiting out the timeout.
-    _db.setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
-    )
+    _db.setdefault("OPTIONS", {}).update({"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"})
     # Tests on a file too: Django's default in-memory test database shares one cache between
     # threads, whose table locks fail at once ("database table is locked") instead of waiting, and
     # the bridge and the poller run in threads as `make run` runs them.
