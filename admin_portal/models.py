@@ -460,6 +460,11 @@ class Notification(models.Model):
     status = models.CharField(max_length=8, choices=NotificationStatus.choices)
     error = models.TextField(blank=True)
     sent_by = models.CharField(max_length=150, blank=True)
+    # The sender run that holds this row (PENDING) or last held it: senders claim a chunk of
+    # rows at once and read back the ones carrying their own token (`services.passengers_notify`).
+    claim = models.CharField(max_length=32, blank=True, default="")
+    # When the row was last claimed: a PENDING claim older than `services.STALE_CLAIM` (the lease)
+    # belongs to a sender that died, and may be claimed again.
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

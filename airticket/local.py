@@ -249,8 +249,15 @@ class Supervisor:
 
 
 def worker_commands(env: dict) -> list[tuple[str, list[str]]]:
-    """The restartable workers; the weather poller only when feeds are configured."""
-    workers = [("bridge", ["run_bridge"]), ("poller", ["run_poller"]), ("notifier", ["notify_flight_events", "--loop"])]
+    """The restartable workers; the weather poller only when feeds are configured.
+    `NOTIFIERS` (default 2, one per core here) notifier processes share the flight events:
+    a mass cancellation's notices are claimed in chunks, so they never send one twice."""
+    text = env.get("NOTIFIERS") or "2"
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"NOTIFIERS must be a whole number of processes, at least 1, not {text!r}")
+    count = int(text)
+    notifiers = [(f"notifier-{i}", ["notify_flight_events", "--loop", "--worker", f"{i}/{count}"]) for i in range(1, count + 1)]
+    workers = [("bridge", ["run_bridge"]), ("poller", ["run_poller"]), *notifiers]
     if env.get("WEATHER_SOURCES", "").strip():
         workers.append(("weather", ["poll_weather", "--loop"]))
     return workers
