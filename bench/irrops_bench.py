@@ -26,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flights", type=int, default=100)
     parser.add_argument("--passengers", type=int, default=200)
+    parser.add_argument("--notifiers", type=int, default=2, help="notifier processes (`make run`'s NOTIFIERS)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
 
@@ -33,7 +34,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         mail_dir = Path(tmp) / "mail"
-        env = local.child_environment(DATABASE_URL=os.environ["DATABASE_URL"], EMAIL_FILE_PATH=str(mail_dir), LOG_LEVEL="WARNING")
+        # Its own moto state too: a run must not start from the tables of an earlier one.
+        env = local.child_environment(
+            DATABASE_URL=os.environ["DATABASE_URL"],
+            EMAIL_FILE_PATH=str(mail_dir),
+            LOG_LEVEL="WARNING",
+            LOCAL_STATE_DIR=str(Path(tmp) / "state"),
+            NOTIFIERS=str(args.notifiers),
+        )
         setup_django()
         from django.core.management import call_command
 
@@ -58,7 +66,7 @@ def main() -> None:
 def run(api: Api, args, mail_dir: Path) -> str:
     from django.db.models import Max, Min
 
-    from admin_portal.models import Notification, NotificationStatus
+    from admin_portal.models import FlightEvent, Notification, NotificationStatus
 
     day = (date.today() + timedelta(days=20)).isoformat()
     numbers = [f"ZC{n:03d}" for n in range(args.flights)]
@@ -118,6 +126,8 @@ def run(api: Api, args, mail_dir: Path) -> str:
     elapsed = time.monotonic() - started
     span = sent.aggregate(first=Min("created_at"), last=Max("created_at"))
     notifier_seconds = (span["last"] - span["first"]).total_seconds()
+    events = FlightEvent.objects.filter(flight_id__startswith="ZC").aggregate(first=Min("created_at"), last=Max("created_at"))
+    projected_seconds = (events["last"] - events["first"]).total_seconds()
     per_recipient = Notification.objects.filter(reason__startswith="flight-cancelled:ZC").values("customer_id", "reason").distinct().count()
     files = sum(1 for _ in mail_dir.iterdir()) if mail_dir.exists() else 0
     assert per_recipient == total, (per_recipient, total)
@@ -130,14 +140,17 @@ def run(api: Api, args, mail_dir: Path) -> str:
             "",
             f"{args.flights} flights x {args.passengers} passengers = {total:,} ORDERED bookings, booked through the command API "
             f"and projected ({load_seconds:.0f} s, not measured below); then the {args.flights} cancel commands sent at once "
-            f"(8 client threads) to the local system (`runlocal` on MariaDB: moto, bridge, poller, one notifier process, "
+            f"(8 client threads) to the local system (`runlocal` on MariaDB: moto, bridge, poller, {args.notifiers} notifier "
+            "processes, "
             f"gunicorn), file email backend ({files:,} mail files written).",
             "",
             "| measurement | result | target |",
             "|---|---|---|",
             f"| first cancel command -> last passenger's SENT notice | **{elapsed:.1f} s** | < 120 s: {'met' if elapsed < 120 else 'MISSED'} |",
             f"| the {args.flights} cancel commands answered | {cancels_sent:.1f} s | - |",
-            f"| notifier: first to last SENT | {notifier_seconds:.1f} s = **{total / max(notifier_seconds, 0.001):.0f} notices/s** | - |",
+            f"| the {args.flights} cancellations projected (first to last FlightEvent row) | {projected_seconds:.1f} s | - |",
+            f"| notifiers: first to last claim of a SENT notice | {notifier_seconds:.1f} s = **{total / max(notifier_seconds, 0.001):.0f} notices/s** | - |",
+            f"| end to end | {total / elapsed:.0f} notices/s | >= ~170 notices/s |",
             f"| every passenger notified exactly once | {per_recipient:,} (booking, reason) rows, all SENT | = {total:,} |",
             "",
             f"Load average at the end: {load} (1, 5, 15 min) on {os.cpu_count()} CPUs shared with four other engineers' work.",
@@ -147,13 +160,12 @@ def run(api: Api, args, mail_dir: Path) -> str:
     )
 
 
-NOTES = """What bounds it: one notifier process sends the notices one by one, each a claim (INSERT of the
-PENDING row, unique per booking and reason), the message through Django's email backend (a file
-here, an SES call in production) and an UPDATE to SENT: three statements and a mail per passenger,
-on one database connection. The cancellations themselves reach the read model within a poller batch
-or two; the CDC is not the bottleneck. More notifier processes (the claim makes them safe to run side
-by side), or batching the claims and the status updates per chunk, would raise the rate; SES's own
-send quota (14/s by default for a new account, raised on request) is the production bound."""
+NOTES = """How the notifiers work: each pass visits every pending flight event (each notifier
+starting at its own share of them); an event's not yet notified passengers are taken 500 at a
+time: one multi-row INSERT IGNORE of PENDING rows with the notifier's claim token (the unique
+(booking, reason) key lets one notifier win each row), one SELECT of the rows carrying the token,
+the messages through one open mail connection, and one UPDATE to SENT for the chunk. SES's own send
+quota (14/s by default for a new account, raised on request) is the production bound."""
 
 
 if __name__ == "__main__":
