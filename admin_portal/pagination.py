@@ -13,12 +13,27 @@ from django.core.paginator import Paginator
 
 class DeferredJoinPaginator(Paginator):
     def page(self, number):
+        if number in (1, "1") and "count" not in self.__dict__:
+            return self._first_page()
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
         top = bottom + self.per_page
         if top + self.orphans >= self.count:
             top = self.count
-        keys = list(self.object_list.values_list("pk", flat=True)[bottom:top])
+        return self._page_of(list(self.object_list.values_list("pk", flat=True)[bottom:top]), number)
+
+    def _first_page(self):
+        """The first page's keys, and one more: a selection that fits on one page (a flight's
+        passengers, mostly) is then counted exactly by its length, one statement fewer than
+        counting it (however cheap the count's plan, it is a round trip)."""
+        room = self.per_page + self.orphans
+        keys = list(self.object_list.values_list("pk", flat=True)[: room + 1])
+        if len(keys) <= room and (keys or self.allow_empty_first_page):
+            self.count = len(keys)  # `count` is a cached_property: this is its value now
+            return self._page_of(keys, 1)
+        return self._page_of(keys[: self.per_page], self.validate_number(1))
+
+    def _page_of(self, keys: list, number: int):
         rows = self.rows_by_key(keys)
         return self._get_page([rows[key] for key in keys if key in rows], number, self)
 

@@ -260,6 +260,24 @@ def test_a_city_selection_pages_with_an_exact_count_in_six_queries(staff_api, dj
     assert not order_ids(staff_api.get(PASSENGERS, query)) & order_ids(staff_api.get(PASSENGERS, {**query, "page": 2}))
 
 
+def test_a_flight_whose_passengers_fit_on_one_page_is_counted_by_the_page_itself(staff_api, django_assert_num_queries):
+    flight = make_flight(number="MU5159", day=DAY)
+    BookingFactory.create_batch(3, flight=flight)
+    BookingFactory(flight=flight, status="CANCELLED")
+    query = {"flight_number": "MU5159", "flight_date": "2026-12-10"}
+
+    with django_assert_num_queries(4) as captured:  # the page's keys (and one more), rows, customers, flights
+        short = staff_api.get(PASSENGERS, {**query, "page_size": 3}).json()
+    full = staff_api.get(PASSENGERS, {**query, "page_size": 2}).json()  # a full first page: counted
+    cancelled = staff_api.get(PASSENGERS, {**query, "status": "CANCELLED"}).json()
+    nothing = staff_api.get(PASSENGERS, {**query, "flight_date": "2026-12-11"}).json()
+
+    assert "SUM(" not in " ".join(q["sql"] for q in captured.captured_queries)
+    assert (short["count"], len(short["results"]), short["next"]) == (3, 3, None)
+    assert (full["count"], len(full["results"])) == (3, 2) and full["next"]
+    assert (cancelled["count"], nothing["count"], nothing["results"]) == (1, 0, [])
+
+
 @pytest.mark.django_db
 def test_a_page_reads_its_rows_by_primary_key_alone_and_loads_what_the_list_asks(django_assert_num_queries):
     for _ in range(3):
