@@ -166,7 +166,8 @@ def run(api: Api, args, mail_dir: Path) -> str:
 NOTES = """How the notifiers work: each pass visits every pending flight event (each notifier
 starting at its own share of them); an event's not yet notified passengers are taken 500 at a
 time: one multi-row INSERT IGNORE of PENDING rows with the notifier's claim token (the unique
-(booking, reason) key lets one notifier win each row), one SELECT of the rows carrying the token,
+(booking, reason) key lets one notifier win each row), one conditional UPDATE taking over FAILED rows
+and claims past their lease, one SELECT of the rows carrying the token,
 the messages through one open mail connection, and one UPDATE to SENT for the chunk. SES's own send
 quota (14/s by default for a new account, raised on request) is the production bound."""
 
