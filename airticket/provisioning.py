@@ -47,6 +47,46 @@ def ensure_stream() -> str:
     return f"stream {settings.KINESIS_STREAM}: created ({settings.KINESIS_SHARDS} shards)"
 
 
+def open_shard_count() -> int:
+    """Open shards of the stream (a reshard leaves its parents listed, closed)."""
+    kinesis = aws.kinesis()
+    shards, token = [], None
+    while True:
+        page = kinesis.list_shards(NextToken=token) if token else kinesis.list_shards(StreamName=settings.KINESIS_STREAM)
+        shards += page["Shards"]
+        token = page.get("NextToken")
+        if not token:
+            break
+    return sum(1 for shard in shards if "EndingSequenceNumber" not in shard["SequenceNumberRange"])
+
+
+def check_shard_count() -> str:
+    """Say whether the stream has KINESIS_SHARDS open shards (provisioning never reshards on
+    its own: a reshard closes every shard it touches and costs a while of double reading)."""
+    have = open_shard_count()
+    if have == settings.KINESIS_SHARDS:
+        return f"stream {settings.KINESIS_STREAM}: {have} open shards, as KINESIS_SHARDS says"
+    return f"stream {settings.KINESIS_STREAM}: {have} open shards, KINESIS_SHARDS={settings.KINESIS_SHARDS} (run provision_aws --reshard)"
+
+
+def reshard() -> str:
+    """Move the stream to KINESIS_SHARDS open shards (UpdateShardCount, UNIFORM_SCALING). AWS
+    allows at most double or half the current count in one call, so a bigger change is refused
+    here with what to do, rather than half done. Consumers drain the parent shards before
+    their children (the event source mapping does; so does the local poller)."""
+    have, want = open_shard_count(), settings.KINESIS_SHARDS
+    if have == want:
+        return f"stream {settings.KINESIS_STREAM}: already {have} open shards"
+    if not have / 2 <= want <= have * 2:
+        raise ValueError(
+            f"KINESIS_SHARDS={want}: UpdateShardCount goes from {have} open shards to at most {have * 2} and at least {-(-have // 2)} in one step"
+        )
+    kinesis = aws.kinesis()
+    kinesis.update_shard_count(StreamName=settings.KINESIS_STREAM, TargetShardCount=want, ScalingType="UNIFORM_SCALING")
+    kinesis.get_waiter("stream_exists").wait(StreamName=settings.KINESIS_STREAM, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    return f"stream {settings.KINESIS_STREAM}: resharded from {have} to {want} open shards"
+
+
 def ensure_dlq() -> str:
     # create_queue is idempotent for identical attributes.
     aws.sqs().create_queue(QueueName=settings.DLQ_QUEUE, Attributes={"MessageRetentionPeriod": "1209600"})
@@ -76,6 +116,8 @@ def ensure_event_source_mapping() -> str:
     dlq_arn = aws.sqs().get_queue_attributes(QueueUrl=aws.dlq_url(), AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     wanted = {
         "BatchSize": settings.CDC_BATCH_SIZE,
+        # Concurrent batches per shard; Lambda keeps each partition key (item) in order.
+        "ParallelizationFactor": settings.CDC_PARALLELIZATION_FACTOR,
         "MaximumBatchingWindowInSeconds": 1,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
         "BisectBatchOnFunctionError": True,
@@ -88,10 +130,13 @@ def ensure_event_source_mapping() -> str:
         lam.update_event_source_mapping(UUID=existing[0]["UUID"], **wanted)
         return "event source mapping: updated"
     lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=settings.CDC_FUNCTION_NAME, StartingPosition="TRIM_HORIZON", **wanted)
-    return "event source mapping: created (TRIM_HORIZON, ReportBatchItemFailures, bisect, bounded retries, DLQ)"
+    return (
+        "event source mapping: created (TRIM_HORIZON, ReportBatchItemFailures, bisect, bounded retries, DLQ, "
+        f"parallelization factor {settings.CDC_PARALLELIZATION_FACTOR})"
+    )
 
 
-STEPS = [ensure_table, ensure_stream, ensure_dlq, ensure_streaming_destination, ensure_event_source_mapping]
+STEPS = [ensure_table, ensure_stream, check_shard_count, ensure_dlq, ensure_streaming_destination, ensure_event_source_mapping]
 
 
 def provision() -> list[str]:

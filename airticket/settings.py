@@ -33,7 +33,7 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true/false)")
 
 
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -43,6 +43,8 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name}={value} must be at most {maximum}")
     return value
 
 
@@ -186,7 +188,9 @@ AWS_REGION = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
 AWS_ENDPOINT_URL = env("AWS_ENDPOINT_URL")
 DYNAMODB_TABLE = env_name("DYNAMODB_TABLE", "airticket")
 KINESIS_STREAM = env_name("KINESIS_STREAM", "airticket-changes")
-KINESIS_SHARDS = env_int("KINESIS_SHARDS", 2, minimum=1)
+# Open shards of the change stream (`provision_aws` creates them; `provision_aws --reshard`
+# moves an existing stream to this count with UpdateShardCount, at most double or half a step).
+KINESIS_SHARDS = env_int("KINESIS_SHARDS", 2, minimum=1, maximum=10_000)
 DLQ_QUEUE = env_name("DLQ_QUEUE", "airticket-cdc-dlq")
 CDC_FUNCTION_NAME = env_name("CDC_FUNCTION_NAME", "airticket-cdc")
 
@@ -214,9 +218,13 @@ TOKEN_TTL_SECONDS = env_int("TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=60)
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
 
 # --- CDC -------------------------------------------------------------------------------
-CDC_BATCH_SIZE = env_int("CDC_BATCH_SIZE", 1000, minimum=1)
+CDC_BATCH_SIZE = env_int("CDC_BATCH_SIZE", 1000, minimum=1, maximum=10_000)  # the mapping allows up to 10,000
 CDC_MAX_RETRIES = env_int("CDC_MAX_RETRIES", 5, minimum=0)
 CDC_POLL_INTERVAL_MS = env_int("CDC_POLL_INTERVAL_MS", 200, minimum=10)
+# Concurrent batches per shard (the event source mapping's ParallelizationFactor, 1-10 on AWS;
+# the local poller runs as many lanes per shard). Records of one item keep their order whatever
+# the factor. See docs/SCALING.md for choosing it with KINESIS_SHARDS.
+CDC_PARALLELIZATION_FACTOR = env_int("CDC_PARALLELIZATION_FACTOR", 1, minimum=1, maximum=10)
 
 # --- Email -----------------------------------------------------------------------------
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -51,6 +51,7 @@ def _mapping() -> dict:
             "FunctionName": settings.CDC_FUNCTION_NAME,
             "StartingPosition": "TRIM_HORIZON",
             "BatchSize": settings.CDC_BATCH_SIZE,
+            "ParallelizationFactor": settings.CDC_PARALLELIZATION_FACTOR,
             "MaximumBatchingWindowInSeconds": 1,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "BisectBatchOnFunctionError": True,

@@ -11,6 +11,14 @@ Bookings also move their flight's passenger counts (`FlightPassengerCount`): one
 SELECT of the stored bookings per chunk, one upsert of the deltas per batch; and reopen the
 processed events of flights that gained a booking (one UPDATE).
 
+Concurrent batches (other shards, other lanes of a shard: see `poller`) never write the same
+booking, customer or flight row, because an item's changes share a partition key, hence a shard
+and a lane. What they share is the per-flight count rows (hot: a popular flight's bookings come
+from every shard) and index pages. Rows are locked in key order within each statement, and the
+count rows last, once per batch (see `apply`). The isolation level is READ COMMITTED (Django's
+MySQL default), so the locking SELECTs take no gap locks. A deadlock or a lock wait timeout that
+remains is retried in place by `batch.process` and counted.
+
 Every upsert is conditional on the incoming change being newer than the stored row (see
 `Change.rank`), inside the statement itself, so a stale or repeated change is a no-op even
 without the SELECT.
@@ -314,8 +322,12 @@ def apply(chunks: Iterable[Chunk], *, projected_at: str) -> Applied:
             _upsert(cursor, entity=FLIGHT, changes=flights, projected_at=projected_at)
         if customers:
             _upsert(cursor, entity=CUSTOMER, changes=customers, projected_at=projected_at)
-        _add_counts(cursor, deltas=deltas)
         events = _insert_events(cursor, flights=event_flights, created_at=projected_at)
         if arrived:
             _reopen_events(cursor, flights=arrived)
+        # Last: the per-flight counts are the rows every concurrent batch writes (all the
+        # bookings of a flight, from every shard and lane). One increment per (flight, status)
+        # for the whole batch, in key order (no lock cycles between batches), taken just before
+        # the commit, so a batch holds a hot row for the commit's duration only.
+        _add_counts(cursor, deltas=deltas)
     return Applied(customers=len(customers), bookings=bookings, flights=len(flights), events=events)
