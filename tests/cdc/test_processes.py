@@ -26,7 +26,7 @@ def shared_database():
         pytest.skip("a child process cannot reach the test run's in-memory SQLite database")
 
 
-def manage(*args: str, batch_size: int = 5) -> subprocess.Popen:
+def manage(*args: str, batch_size: int = 5, **environment: str) -> subprocess.Popen:
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -34,6 +34,7 @@ def manage(*args: str, batch_size: int = 5) -> subprocess.Popen:
         "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 3306}/{db['NAME']}",
         "CDC_BATCH_SIZE": str(batch_size),
         "CDC_POLL_INTERVAL_MS": "20",
+        **environment,
     }
     return subprocess.Popen(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
