@@ -47,8 +47,9 @@ def ensure_stream() -> str:
     return f"stream {settings.KINESIS_STREAM}: created ({settings.KINESIS_SHARDS} shards)"
 
 
-def open_shard_count() -> int:
-    """Open shards of the stream (a reshard leaves its parents listed, closed)."""
+def list_shards() -> list[dict]:
+    """Every shard of the stream, open and closed (a reshard leaves its parents listed, closed
+    and still readable until they expire); ListShards pages at 1,000."""
     kinesis = aws.kinesis()
     shards, token = [], None
     while True:
@@ -56,8 +57,11 @@ def open_shard_count() -> int:
         shards += page["Shards"]
         token = page.get("NextToken")
         if not token:
-            break
-    return sum(1 for shard in shards if "EndingSequenceNumber" not in shard["SequenceNumberRange"])
+            return shards
+
+
+def open_shard_count() -> int:
+    return sum(1 for shard in list_shards() if "EndingSequenceNumber" not in shard["SequenceNumberRange"])
 
 
 def check_shard_count() -> str:

@@ -39,7 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import connection
 
-from airticket import aws
+from airticket import aws, provisioning
 
 from . import checkpoints, dlq, lifecycle
 from .batch import TRANSIENT_DB_ERRORS
@@ -401,7 +401,7 @@ class Poller:
                 {},
                 set(),
             )
-        for listed in _list_shards(kinesis):
+        for listed in provisioning.list_shards():
             shard = self.shards.get(listed["ShardId"])
             closed = "EndingSequenceNumber" in listed["SequenceNumberRange"]
             if shard is None:
@@ -539,17 +539,6 @@ class Poller:
         except TRANSIENT_DB_ERRORS as exc:
             logger.warning("no heartbeat: %s", exc)
             connection.close_if_unusable_or_obsolete()
-
-
-def _list_shards(kinesis) -> list[dict]:
-    """Every shard of the stream, open and closed (ListShards pages at 1,000)."""
-    shards, token = [], None
-    while True:
-        page = kinesis.list_shards(NextToken=token) if token else kinesis.list_shards(StreamName=settings.KINESIS_STREAM)
-        shards += page["Shards"]
-        token = page.get("NextToken")
-        if not token:
-            return shards
 
 
 def run(

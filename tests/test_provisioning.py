@@ -29,9 +29,9 @@ def cdc_function() -> None:
 def test_the_cdc_trigger_is_created_once_with_failure_handling_and_then_updated(aws_env, settings):
     cdc_function()
     settings.AWS_ENDPOINT_URL = ""  # behave as on AWS; boto3 still reaches moto through the environment
-    settings.CDC_MAX_RETRIES = 3
+    settings.CDC_MAX_RETRIES, settings.CDC_PARALLELIZATION_FACTOR = 3, 2
     assert provisioning.ensure_event_source_mapping().startswith("event source mapping: created")
-    settings.CDC_MAX_RETRIES = 4
+    settings.CDC_MAX_RETRIES, settings.CDC_PARALLELIZATION_FACTOR = 4, 5
     assert provisioning.ensure_event_source_mapping() == "event source mapping: updated"
 
     [mapping] = aws.lambda_().list_event_source_mappings(FunctionName=settings.CDC_FUNCTION_NAME)["EventSourceMappings"]
@@ -41,6 +41,7 @@ def test_the_cdc_trigger_is_created_once_with_failure_handling_and_then_updated(
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["MaximumRetryAttempts"] == 4
+    assert mapping["ParallelizationFactor"] == 5
     assert mapping["MaximumRecordAgeInSeconds"] == 3600
     assert mapping["DestinationConfig"] == {"OnFailure": {"Destination": dlq_arn}}
 
@@ -172,3 +173,15 @@ def test_the_template_in_infra_is_the_one_provision_aws_deploys_with_every_alarm
         "StreamArn": {"Fn::GetAtt": ["ChangeStream", "Arn"]}
     }
     assert template["Resources"]["CdcTrigger"]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_provision_aws_reports_a_shard_count_apart_from_the_setting_and_reshard_moves_the_stream_there(aws_env, settings):
+    settings.KINESIS_SHARDS = 4
+    out = io.StringIO()
+    call_command("provision_aws", stdout=out)
+    assert "2 open shards, KINESIS_SHARDS=4 (run provision_aws --reshard)" in out.getvalue()
+    out = io.StringIO()
+    call_command("provision_aws", "--reshard", stdout=out)
+    assert "resharded from 2 to 4 open shards" in out.getvalue()
+    assert provisioning.open_shard_count() == 4
+    assert "4 open shards, as KINESIS_SHARDS says" in provisioning.check_shard_count()

@@ -8,13 +8,11 @@ production target. They also pass on SQLite, whose single writer serialises the 
 
 import base64
 import random
-import signal
 import threading
 from collections import defaultdict
 
 import pytest
 import requests
-from django.conf import settings
 from django.db import OperationalError, connection
 
 from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightPassengerCount, FlightStop, ShardCheckpoint
@@ -125,20 +123,18 @@ def checkpoints_by_shard() -> dict[str, str]:
     return dict(ShardCheckpoint.objects.filter(consumer="poller").values_list("shard_id", "sequence_number"))
 
 
+def records_per_shard() -> dict[str, list[dict]]:
+    """Every record on the stream (as Lambda records), by shard, in shard order."""
+    from tests.cdc.test_stream import kinesis_records
+
+    found = defaultdict(list)
+    for record in kinesis_records():
+        found[record["eventID"].partition(":")[0]].append(record["kinesis"])
+    return dict(found)
+
+
 def last_sequence_per_shard() -> dict[str, str]:
-    kinesis = aws.kinesis()
-    last = {}
-    for shard in kinesis.list_shards(StreamName=settings.KINESIS_STREAM)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=settings.KINESIS_STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while True:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
-            if not page["Records"]:
-                break
-            last[shard["ShardId"]] = page["Records"][-1]["SequenceNumber"]
-            iterator = page["NextShardIterator"]
-    return last
+    return {shard: records[-1]["sequenceNumber"] for shard, records in records_per_shard().items()}
 
 
 def test_a_partition_key_always_goes_to_the_same_lane_and_lanes_keep_shard_order():
@@ -206,10 +202,10 @@ def test_a_checkpoint_never_passes_a_record_a_slower_lane_has_not_acknowledged(s
     held_key = shard_records[0]["PartitionKey"]  # the shard's first record: its checkpoint cannot move at all
     held_lane = poller.lane_of(partition_key=held_key, lanes=FACTOR)
     first_page = shard_records[: 2 * FACTOR]
-    ahead = [r for r in first_page if poller.lane_of(partition_key=r["PartitionKey"], lanes=FACTOR) != held_lane]
+    ahead = [r for r in first_page if poller.lane_of(partition_key=r["partitionKey"], lanes=FACTOR) != held_lane]
     assert ahead  # records after the held one, in the other lanes of the same page
-    expected = {r["PartitionKey"] for s, records in records_per_shard().items() if s != shard for r in records}
-    expected |= {r["PartitionKey"] for r in ahead}
+    expected = {r["partitionKey"] for s, records in records_per_shard().items() if s != shard for r in records}
+    expected |= {r["partitionKey"] for r in ahead}
     stop = threading.Event()
 
     def failing_one_key(event: dict, context) -> dict:
@@ -231,7 +227,7 @@ def test_a_checkpoint_never_passes_a_record_a_slower_lane_has_not_acknowledged(s
         applied = lambda: {f"CUSTOMER#{pk}|PROFILE" for pk in Customer.objects.values_list("pk", flat=True)}  # noqa: E731
         wait_for(lambda: expected <= applied(), what="the other lanes and shards to apply their records")
         others = [s for s in on_shards if s != shard]
-        wait_for(lambda: all(checkpoints_by_shard().get(s) == on_shards[s][-1]["SequenceNumber"] for s in others), what="their checkpoints")
+        wait_for(lambda: all(checkpoints_by_shard().get(s) == on_shards[s][-1]["sequenceNumber"] for s in others), what="their checkpoints")
         assert held_key not in applied()
         assert checkpoints_by_shard()[shard] == ""  # not past the held record, though records after it are applied
     finally:
@@ -242,24 +238,13 @@ def test_a_checkpoint_never_passes_a_record_a_slower_lane_has_not_acknowledged(s
 
 def shard_holding(partition_key: str) -> str:
     for shard, records in records_per_shard().items():
-        if any(r["PartitionKey"] == partition_key for r in records):
+        if any(r["partitionKey"] == partition_key for r in records):
             return shard
     raise AssertionError(f"{partition_key} is on no shard")
 
 
 def sequence_of(shard: str, partition_key: str) -> str:
-    return next(r["SequenceNumber"] for r in records_per_shard()[shard] if r["PartitionKey"] == partition_key)
-
-
-def records_per_shard() -> dict[str, list[dict]]:
-    kinesis = aws.kinesis()
-    found = {}
-    for shard in kinesis.list_shards(StreamName=settings.KINESIS_STREAM)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=settings.KINESIS_STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        found[shard["ShardId"]] = kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]
-    return found
+    return next(r["sequenceNumber"] for r in records_per_shard()[shard] if r["partitionKey"] == partition_key)
 
 
 def test_1000_bookings_of_one_flight_from_every_shard_and_lane_count_exactly_and_never_oversell(sharded):
@@ -367,7 +352,7 @@ def test_a_reshard_past_double_or_half_is_refused_with_what_to_do(sharded, setti
 def test_a_poller_of_4_shards_x_3_lanes_killed_mid_batch_resumes_exactly_and_ends_as_a_single_ordered_pass(sharded):
     if connection.vendor != "mysql":
         pytest.skip("a child process cannot share the test run's SQLite transactions the way it shares MariaDB's")
-    from tests.cdc.test_processes import blocked_writes, hold_row, manage, poller_progress, wait_for
+    from tests.cdc.test_processes import hold_row, kill_when_blocked, manage, poller_progress
 
     items = Items()
     records = [items.customer(f"c{n:02}") for n in range(40)]
@@ -375,15 +360,7 @@ def test_a_poller_of_4_shards_x_3_lanes_killed_mid_batch_resumes_exactly_and_end
     put(records)
     blocker = hold_row("c39")
     child = manage("run_poller", KINESIS_SHARDS=str(SHARDS), CDC_PARALLELIZATION_FACTOR=str(FACTOR))
-    try:
-        wait_for(lambda: blocked_writes() > 0, what="a lane of the poller to block mid-batch")
-        wait_for(lambda: Customer.objects.count() >= 30, what="the other lanes and shards to go on")
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        blocker.rollback()
-        blocker.close()
-    assert child.returncode == -signal.SIGKILL
+    kill_when_blocked(child, blocker, also=lambda: Customer.objects.count() >= 30)  # the other lanes and shards went on
     before = poller_progress()
     assert 0 < before < 40
     # Exact: every record at or before a shard's checkpoint is committed.
@@ -391,8 +368,8 @@ def test_a_poller_of_4_shards_x_3_lanes_killed_mid_batch_resumes_exactly_and_end
     positions = checkpoints_by_shard()
     for shard, shard_records in records_per_shard().items():
         for record in shard_records:
-            if positions.get(shard) and int(record["SequenceNumber"]) <= int(positions[shard]):
-                assert record["PartitionKey"].split("#")[1].split("|")[0] in committed
+            if positions.get(shard) and int(record["sequenceNumber"]) <= int(positions[shard]):
+                assert record["partitionKey"].split("#")[1].split("|")[0] in committed
 
     resumed = poller.run(once=True, batch_size=5, backoff_base=0)
     assert resumed.acknowledged == 40 - before  # from the checkpoints: nothing read twice

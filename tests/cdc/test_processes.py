@@ -77,21 +77,27 @@ def hold_row(customer_id: str):
     return blocker
 
 
-def test_a_poller_killed_mid_batch_resumes_from_its_checkpoint_losing_and_repeating_nothing(aws_env):
-    customers = [f"c{n:02}" for n in range(40)]
-    for customer_id in customers:
-        make_customer(customer_id)
-    assert bridge.run(once=True) == 40
-    blocker = hold_row(customers[-1])
-    child = manage("run_poller")
+def kill_when_blocked(child: subprocess.Popen, blocker, *, also=lambda: True) -> None:
+    """SIGKILL the poller once a batch of it is blocked on the held row (and `also` holds);
+    then let the row go."""
     try:
         wait_for(lambda: blocked_writes() > 0, what="the poller to block mid-batch")
+        wait_for(also, what="the rest of the poller to go on")
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
         blocker.rollback()
         blocker.close()
     assert child.returncode == -signal.SIGKILL
+
+
+def test_a_poller_killed_mid_batch_resumes_from_its_checkpoint_losing_and_repeating_nothing(aws_env):
+    customers = [f"c{n:02}" for n in range(40)]
+    for customer_id in customers:
+        make_customer(customer_id)
+    assert bridge.run(once=True) == 40
+    blocker = hold_row(customers[-1])
+    kill_when_blocked(manage("run_poller"), blocker)
     before = poller_progress()
     assert 0 < before < 40
     assert Customer.objects.count() == before  # the batch in flight was never committed
