@@ -199,7 +199,7 @@ def test_a_checkpoint_never_passes_a_record_a_slower_lane_has_not_acknowledged(s
     put([items.customer(f"c{n:02}") for n in range(40)])
     on_shards = {shard: records for shard, records in records_per_shard().items() if len(records) >= 4}
     shard, shard_records = sorted(on_shards.items())[0]
-    held_key = shard_records[0]["PartitionKey"]  # the shard's first record: its checkpoint cannot move at all
+    held_key = shard_records[0]["partitionKey"]  # the shard's first record: its checkpoint cannot move at all
     held_lane = poller.lane_of(partition_key=held_key, lanes=FACTOR)
     first_page = shard_records[: 2 * FACTOR]
     ahead = [r for r in first_page if poller.lane_of(partition_key=r["partitionKey"], lanes=FACTOR) != held_lane]
@@ -234,17 +234,6 @@ def test_a_checkpoint_never_passes_a_record_a_slower_lane_has_not_acknowledged(s
         stop.set()
         thread.join(30)
     assert not thread.is_alive()
-
-
-def shard_holding(partition_key: str) -> str:
-    for shard, records in records_per_shard().items():
-        if any(r["partitionKey"] == partition_key for r in records):
-            return shard
-    raise AssertionError(f"{partition_key} is on no shard")
-
-
-def sequence_of(shard: str, partition_key: str) -> str:
-    return next(r["sequenceNumber"] for r in records_per_shard()[shard] if r["partitionKey"] == partition_key)
 
 
 def test_1000_bookings_of_one_flight_from_every_shard_and_lane_count_exactly_and_never_oversell(sharded):
