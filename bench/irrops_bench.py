@@ -33,7 +33,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         mail_dir = Path(tmp) / "mail"
-        env = supervisor.child_environment(DATABASE_URL=os.environ["DATABASE_URL"], EMAIL_FILE_PATH=str(mail_dir), LOG_LEVEL="WARNING")
+        env = supervisor.child_environment(
+            DATABASE_URL=os.environ["DATABASE_URL"], EMAIL_FILE_PATH=str(mail_dir), LOG_LEVEL="WARNING", LOCAL_STATE_DIR=f"{tmp}/state"
+        )
         setup_django()
         from django.core.management import call_command
 

@@ -146,7 +146,9 @@ def main() -> None:
     from airticket.local import supervisor
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = supervisor.child_environment(DATABASE_URL=os.environ["DATABASE_URL"], EMAIL_FILE_PATH=f"{tmp}/mail", LOG_LEVEL="WARNING")
+        env = supervisor.child_environment(
+            DATABASE_URL=os.environ["DATABASE_URL"], EMAIL_FILE_PATH=f"{tmp}/mail", LOG_LEVEL="WARNING", LOCAL_STATE_DIR=f"{tmp}/state"
+        )
         setup_django()
         from django.core.management import call_command
 

@@ -30,7 +30,11 @@ def database_url(request, tmp_path):
 
 
 def test_the_lab_demo_reproduces_its_figures_on_the_running_system(database_url, tmp_path):
-    env = supervisor.child_environment(DATABASE_URL=database_url, EMAIL_FILE_PATH=str(tmp_path / "mail"))
+    # Its own DynamoDB state: the checkout's var/local belongs to the developer's `make run`
+    # (and to its run lock), and the other parameter's run must not be restored into this one.
+    env = supervisor.child_environment(
+        DATABASE_URL=database_url, EMAIL_FILE_PATH=str(tmp_path / "mail"), LOCAL_STATE_DIR=str(tmp_path / "state")
+    )
     if database_url.startswith("mysql"):
         # A clean start: the database may hold an earlier run's rows.
         subprocess.run([sys.executable, "manage.py", "ensure_database"], env=env, cwd=ROOT, check=True)
