@@ -28,7 +28,7 @@ use_database("airticket_bench_rebuild")
 
 
 def start_moto() -> subprocess.Popen:
-    from airticket.local import free_port
+    from airticket.local.supervisor import free_port
 
     port = free_port()
     os.environ.update(
@@ -40,7 +40,7 @@ def start_moto() -> subprocess.Popen:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
     )
-    moto = subprocess.Popen([sys.executable, "-m", "airticket.moto_local", "127.0.0.1", str(port)], cwd=ROOT, stdout=subprocess.PIPE)
+    moto = subprocess.Popen([sys.executable, "-m", "airticket.local.moto_server", "127.0.0.1", str(port)], cwd=ROOT, stdout=subprocess.PIPE)
     moto.stdout.readline()  # it prints its address once it listens
     return moto
 

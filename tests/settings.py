@@ -6,7 +6,7 @@ AWS goes to an in-process moto server on a free loopback port (started by the
 
 import os
 
-from airticket.local import free_port  # plain Python: importing it loads no Django settings
+from airticket.local.supervisor import free_port  # plain Python: importing it loads no Django settings
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Each xdist worker runs its own moto server; the port the controller chose is inherited.

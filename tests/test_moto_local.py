@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 
 from airticket import aws
-from airticket.local import free_port
+from airticket.local.supervisor import free_port
 from bookings import repository as repo
 
 
@@ -63,7 +63,7 @@ def test_a_transaction_that_fails_while_writing_is_undone_with_its_stream_record
 
 def _moto(state: Path, port: int) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "airticket.moto_local", "127.0.0.1", str(port), "--state", str(state)],
+        [sys.executable, "-m", "airticket.local.moto_server", "127.0.0.1", str(port), "--state", str(state)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -74,36 +74,20 @@ def test_import_metar_raises_alerts_for_the_sample_reports_once():
 @pytest.mark.parametrize(
     ("today", "report", "observed"),
     [
-        (
-            datetime(2026, 12, 1, 0, 30, tzinfo=UTC),
-            "ZSPD 301200Z 09028G42KT 9999 FEW030 24/20 Q1008",
-            datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
-        ),
-        (
-            datetime(2027, 1, 1, 0, 30, tzinfo=UTC),
-            "ZSPD 311200Z 09028G42KT 9999 FEW030 24/20 Q1008",
-            datetime(2026, 12, 31, 12, 0, tzinfo=UTC),
-        ),
-        (
-            datetime(2026, 3, 5, 0, 30, tzinfo=UTC),
-            "ZSPD 311200Z 09028G42KT 9999 FEW030 24/20 Q1008",
-            datetime(2026, 1, 31, 12, 0, tzinfo=UTC),
-        ),
-        (
-            datetime(2026, 12, 15, 9, 0, tzinfo=UTC),
-            "ZSPD 150600Z 09028G42KT 9999 FEW030 24/20 Q1008",
-            datetime(2026, 12, 15, 6, 0, tzinfo=UTC),
-        ),
+        ("2026-12-01T00:30Z", "ZSPD 301200Z 09028G42KT 9999 FEW030 24/20 Q1008", "2026-11-30T12:00Z"),
+        ("2027-01-01T00:30Z", "ZSPD 311200Z 09028G42KT 9999 FEW030 24/20 Q1008", "2026-12-31T12:00Z"),
+        ("2026-03-05T00:30Z", "ZSPD 311200Z 09028G42KT 9999 FEW030 24/20 Q1008", "2026-01-31T12:00Z"),
+        ("2026-12-15T09:00Z", "ZSPD 150600Z 09028G42KT 9999 FEW030 24/20 Q1008", "2026-12-15T06:00Z"),
     ],
 )
 def test_an_undated_metar_is_dated_by_the_metar_package_rolling_back_to_last_month(tmp_path, time_machine, today, report, observed):
-    time_machine.move_to(today, tick=False)
+    time_machine.move_to(datetime.fromisoformat(today), tick=False)
     (tmp_path / "metar.txt").write_text(report + "\n")
 
     import_file("import_metar", tmp_path / "metar.txt")
 
     [alert] = WeatherAlert.objects.all()
-    assert alert.valid_from == observed  # never a phantom alert weeks ahead
+    assert alert.valid_from == datetime.fromisoformat(observed)  # never a phantom alert weeks ahead
 
 
 @pytest.mark.django_db

@@ -17,7 +17,7 @@ stream position.
 moto keeps its state in memory. With `--state DIR` (what `make run` uses) DynamoDB's tables and
 items outlive the process: see `Store`.
 
-    python -m airticket.moto_local 127.0.0.1 5000 [--state var/local/moto]
+    python -m airticket.local.moto_server 127.0.0.1 5000 [--state var/local/moto]
 """
 
 import argparse
