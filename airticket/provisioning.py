@@ -332,6 +332,8 @@ def dashboard_body() -> dict:
         ),
         ("Commands refused, by reason", [[{"expression": f"SEARCH('{{{ns},reason,service}} MetricName=\"CommandRefused\"', 'Sum', 300)"}]]),
         ("CDC", [[ns, name, "service", service] for name in ("CdcRecords", "CdcChangesApplied", "CdcDuplicatesIgnored", "CdcPoison")]),
+        # Concurrent batches conflicting on shared rows, retried in place (cdc_lambda.batch).
+        ("CDC conflicts retried", [[ns, name, "service", service] for name in ("CdcDeadlockRetries", "CdcLockWaitRetries")]),
         (
             "Notifications",
             [[ns, name, "service", service] for name in ("NotificationsSent", "NotificationsFailed", "NotificationsSkipped")],
