@@ -34,7 +34,8 @@ pytestmark = pytest.mark.django_db
 
 CONFIG = SchemathesisConfig.from_dict(
     {
-        "generation": {"deterministic": True, "max-examples": FUZZ_EXAMPLES},
+        # No example database: generation is deterministic, and nothing is left in the work tree.
+        "generation": {"deterministic": True, "max-examples": FUZZ_EXAMPLES, "database": "none"},
         "phases": {"stateful": {"max-steps": STATEFUL_STEPS}},
         "checks": {
             # Schema-valid requests whose answer depends on earlier requests, which JSON Schema
@@ -72,7 +73,6 @@ schema = schemathesis.openapi.from_wsgi(
     config=CONFIG,
     headers={"Authorization": f"Bearer {issue_token(role=STAFF)}"},
 )
-# No example database: generation is deterministic, and nothing is left in the work tree.
 fuzz = settings(deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 
