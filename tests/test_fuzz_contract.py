@@ -8,7 +8,9 @@ stable) and bounded per operation by FUZZ_EXAMPLES and STATEFUL_STEPS.
 """
 
 import contextlib
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -16,6 +18,7 @@ from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.config import SchemathesisConfig
 
 from airticket.auth import CUSTOMER, STAFF, issue_token
@@ -24,6 +27,10 @@ from airticket.provisioning import ensure_table
 from bookings import services
 from bookings.serializers import CUSTOMER_ID
 from tests.factories import make_customer, make_flight
+
+# Hypothesis keeps caches (its Unicode tables, constants found in the code) in `.hypothesis/`
+# under the working directory: kept out of the work tree, where packaging could pick them up.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "airticket-hypothesis")
 
 FUZZ_EXAMPLES = 5
 STATEFUL_STEPS = 6
