@@ -37,7 +37,7 @@ REASONS = {
     "403": "the token may not do this (a customer token on a staff operation or another customer)",
     "404": "no such item (or a page past the last one)",
     "406": "a format or Accept the API does not offer (it speaks JSON)",
-    "409": "a business rule refused it (exists, full, cancelled, busy, ...)",
+    "409": "a business rule refused it (exists, full, cancelled, departed, busy, ...)",
     "412": "If-Match names another version than the current one",
     "413": "the request body is larger than the server accepts",
     "415": "the body is not application/json",
@@ -55,7 +55,59 @@ def document_the_contract(result, generator, request, public):
                 _bound_pages(operation)
                 _strict_body(operation, result["components"]["schemas"])
                 _pattern_path(operation)
+    _link(result.get("paths", {}))
     return result
+
+
+def _body(name: str) -> str:
+    return f"$response.body#/{name}"
+
+
+# OpenAPI links: where the ids an answer carries lead next, so a client (and schemathesis'
+# stateful phase) can go register -> book -> read, change, cancel, and create a flight -> read,
+# reschedule, cancel. {source: (status, {link: (target, parameters)})}.
+_CUSTOMER = {"customer_id": _body("customer_id")}
+_ORDER = {"customer_id": _body("customer_id"), "order_id": _body("order_id")}
+_FLIGHT = {"flight_number": _body("flight_number"), "flight_date": _body("flight_date")}
+_IF_MATCH = {"header.If-Match": "$response.header.ETag"}  # a change of what was just read
+LINKS = {
+    "api_v1_customers_create": (
+        "201",
+        {
+            "GetCustomer": ("api_v1_customers_retrieve", _CUSTOMER),
+            "UpdateCustomer": ("api_v1_customers_partial_update", _CUSTOMER | _IF_MATCH),
+            "ListOrders": ("customers_orders_list", _CUSTOMER),
+            "PlaceOrder": ("api_v1_customers_orders_create", _CUSTOMER),
+        },
+    ),
+    "api_v1_customers_orders_create": (
+        "201",
+        {
+            "GetOrder": ("api_v1_customers_orders_retrieve", _ORDER),
+            "ChangeOrder": ("api_v1_customers_orders_partial_update", _ORDER | _IF_MATCH),
+            "CancelOrder": ("api_v1_customers_orders_cancel_create", _ORDER),
+        },
+    ),
+    "api_v1_flights_create": (
+        "201",
+        {
+            "GetFlight": ("api_v1_flights_retrieve", _FLIGHT),
+            "RescheduleFlight": ("api_v1_flights_partial_update", _FLIGHT | _IF_MATCH),
+            "CancelFlight": ("api_v1_flights_cancel_create", _FLIGHT),
+        },
+    ),
+}
+
+
+def _link(paths: dict) -> None:
+    operations = {op.get("operationId"): op for item in paths.values() for op in item.values() if isinstance(op, dict)}
+    for source, (status, links) in LINKS.items():
+        if source not in operations:
+            continue  # a schema of one side only (e.g. the query stage's)
+        response = operations[source]["responses"][status]
+        response["links"] = {
+            name: {"operationId": target, "parameters": parameters} for name, (target, parameters) in links.items() if target in operations
+        }
 
 
 def error_statuses(operation: dict) -> list[str]:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 
 from common import ROOT, setup_django, use_database, write_docs
 
@@ -53,10 +54,12 @@ def load(items: int) -> list[str]:
     from bookings import repository as repo
     from bookings import services
 
+    # Dated from tomorrow at PVG: the command side refuses flights in the past.
+    tomorrow = services.origin_today(origin="PVG") + timedelta(days=1)
     flights = [
         services.flight_create(
             flight_number=f"MU{1000 + n}",
-            flight_date=f"2027-01-{1 + n % 28:02}",
+            flight_date=(tomorrow + timedelta(days=n % 28)).isoformat(),
             origin="PVG",
             transfers=["CTU"] if n % 3 == 0 else [],
             destination=random.Random(n).choice(["PEK", "CAN", "SZX", "XIY"]),

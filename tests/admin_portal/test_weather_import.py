@@ -3,6 +3,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from admin_portal import selectors, services, weather
@@ -345,3 +346,17 @@ def test_passengers_of_one_event_are_notified_once_though_it_covers_two_of_their
 def test_import_metar_says_which_file_it_cannot_read(tmp_path):
     with pytest.raises(CommandError, match="cannot read"):
         call_command("import_metar", str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.django_db
+def test_every_way_in_refuses_an_alert_whose_city_is_not_its_airports():
+    # The admin, the importers and the API all store alerts through this service.
+    window = {"valid_from": datetime(2030, 1, 1, tzinfo=UTC), "valid_to": datetime(2030, 1, 2, tzinfo=UTC)}
+    with pytest.raises(ValidationError) as refused:
+        services.weather_alert_create(kind="SNOW", severity="SEVERE", city="Beijing", airport="PVG", **window)
+    assert "city" in refused.value.message_dict
+    with pytest.raises(ValidationError):
+        services.weather_alert_create(kind="SNOW", severity="SEVERE", city="Atlantis", **window)
+    alert = services.weather_alert_create(kind="SNOW", severity="SEVERE", city="shanghai", airport="PVG", **window)
+    assert [a.pk for a in selectors.weather_alert_list(city="Shanghai")] == [alert.pk]
+    assert not selectors.weather_alert_list(city="Beijing").exists()
