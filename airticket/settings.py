@@ -8,6 +8,7 @@ an environment variable stops the process instead of surfacing later as odd beha
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -82,6 +83,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "airticket",
     "bookings",
     "admin_portal",
@@ -98,6 +100,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a lockout into its page
 ]
 
 ROOT_URLCONF = "airticket.urls"
@@ -155,6 +158,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+
+# --- Admin login: brute-force lockout (django-axes) ----------------------------------------
+# Axes' backend comes first: it refuses a locked-out login before the password is checked.
+# API tokens never go through `authenticate` (airticket.auth), so only the admin login counts.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+# Either counter locks: one username from any address (a password guessed from many machines),
+# or one address trying any usernames. Staff lift a lockout early in the admin (Access
+# attempts: delete the row) or with `manage.py axes_reset_username NAME` / `axes_reset_ip IP`.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # each failed try listed in the admin, with address and agent
+AXES_VERBOSE = False  # a warning per lockout is kept; not axes' banner at every start
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
