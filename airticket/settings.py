@@ -47,6 +47,16 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+def env_rate(name: str, default: str) -> str | None:
+    """A throttle rate as DRF reads it, `N/second`, `N/minute`, `N/hour` or `N/day`; `off` for none."""
+    value = env(name, default).strip()
+    if value == "off":
+        return None
+    if not re.fullmatch(r"[1-9][0-9]{0,8}/(second|minute|hour|day)", value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate: use N/second, N/minute, N/hour or N/day (N at least 1), or off")
+    return value
+
+
 def env_name(name: str, default: str) -> str:
     """AWS resource names: letters, digits, '-', '_' and '.', 1-128 chars."""
     value = env(name, default)
@@ -256,6 +266,17 @@ REST_FRAMEWORK = {
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "airticket.parsers.ContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # The client address is REMOTE_ADDR (on Lambda, Zappa's reading of API Gateway's), never a
+    # client's own X-Forwarded-For: a throttle keyed on that would be dodged by changing it.
+    "NUM_PROXIES": 0,
+}
+# Command API throttles (`airticket.throttles`), per token identity and per client address; 429
+# with Retry-After. Production defaults: a customer books at human speed, a staff/service token
+# (the ingestor, ops tools) runs batches, an address may carry many customers (a NAT). Locally
+# and in tests they are off unless set (the suite and `ingest demo` send bursts from 127.0.0.1).
+_THROTTLE_DEFAULTS = {"customer": "60/minute", "staff": "600/minute", "address": "1200/minute"}
+COMMAND_THROTTLE_RATES = {
+    scope: env_rate(f"COMMAND_THROTTLE_{scope.upper()}", default if PRODUCTION else "off") for scope, default in _THROTTLE_DEFAULTS.items()
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Air-ticket CQRS API",
