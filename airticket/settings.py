@@ -228,6 +228,14 @@ if ALARM_EMAIL and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", ALARM_EMAIL):
 ZAPPA_PROJECT = env_name("ZAPPA_PROJECT", "airticket")
 STACK_NAME = env_name("STACK_NAME", "airticket-data")  # `provision_aws --stack` (airticket.stack)
 HTTP_STAGES = env("HTTP_STAGES", "command query").split()
+# API Gateway's stage throttle on those stages (`provision_aws --throttling`), the first line on
+# AWS: requests per second (steady) and the burst, over all callers together. Zappa has no
+# setting for it. It must stay above the per-caller throttles below (a lone caller meets those,
+# in the API's error shape, long before the stage's limit), which a test checks.
+API_THROTTLE_RATE = env_int("API_THROTTLE_RATE", 100, minimum=1)
+API_THROTTLE_BURST = env_int("API_THROTTLE_BURST", 200, minimum=1)
+if API_THROTTLE_BURST < API_THROTTLE_RATE:
+    raise ImproperlyConfigured(f"API_THROTTLE_BURST={API_THROTTLE_BURST} must be at least API_THROTTLE_RATE={API_THROTTLE_RATE}")
 
 # --- Tokens ----------------------------------------------------------------------------
 # Signed with TOKEN_SECRET (defaults to SECRET_KEY) so the command Lambda verifies them

@@ -42,6 +42,8 @@ def load_settings(*, show: str = "print('DEBUG', settings.DEBUG)", **env) -> sub
         ({"COMMAND_THROTTLE_CUSTOMER": "60/fortnight"}, "COMMAND_THROTTLE_CUSTOMER='60/fortnight' is not a rate"),
         ({"COMMAND_THROTTLE_STAFF": "0/minute"}, "COMMAND_THROTTLE_STAFF='0/minute' is not a rate"),
         ({"COMMAND_THROTTLE_ADDRESS": "lots"}, "COMMAND_THROTTLE_ADDRESS='lots' is not a rate"),
+        ({"API_THROTTLE_RATE": "50", "API_THROTTLE_BURST": "10"}, "API_THROTTLE_BURST=10 must be at least API_THROTTLE_RATE=50"),
+        ({"API_THROTTLE_RATE": "0"}, "API_THROTTLE_RATE=0 must be at least 1"),
     ],
     ids=lambda value: value if isinstance(value, str) else ",".join(f"{k}={v[:12]}" for k, v in value.items()),
 )
