@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -103,6 +104,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "airticket.observability.RequestContextMiddleware",  # first: the request id covers every line
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -202,10 +204,40 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# --- HTTPS and browser policies --------------------------------------------------------------
+# Production is HTTPS only. API Gateway (and an ALB) end TLS and say so in X-Forwarded-Proto,
+# which they set themselves; Django trusts it for "is this request secure" (redirects, secure
+# cookies, CSRF's referer check). HSTS for a year, subdomains included and preload-ready:
+# lower SECURE_HSTS_SECONDS first if a rollout might need plain HTTP back.
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp) on every response, in every environment (the browser tests
+# see what production sends): the admin, the query API's browsable pages and the API docs
+# (Swagger UI and ReDoc from drf-spectacular-sidecar, same origin) load scripts only from this
+# site, never inline. Styles may be inline: Swagger UI and ReDoc set them at run time. ReDoc
+# runs its search in a blob: worker. With DEBUG on, Django's debug pages go without it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- AWS -------------------------------------------------------------------------------
 # boto3 reads AWS_ENDPOINT_URL, AWS_REGION and credentials from the environment itself;

@@ -4,7 +4,6 @@ concurrency (`lambda_concurrency`, a Zappa setting), consistent with the per-cal
 
 import io
 import json
-import os
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from airticket import aws
-from tests.zappa_support import LAMBDA_SECRET, PROJECT, stage_config
+from tests.zappa_support import LAMBDA_SECRET, PROJECT, production_env, stage_config
 
 PER_SECOND = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -48,9 +47,8 @@ def test_provision_aws_throttles_every_method_of_each_deployed_http_stage(aws_en
 
 def production_value(stage: str, expression: str):
     """`expression` in the stage's production settings (its environment in zappa_settings.json)."""
-    env = {**stage_config(stage)["environment_variables"], "SECRET_KEY": LAMBDA_SECRET, "PATH": os.environ["PATH"]}
+    env = production_env(stage, SECRET_KEY=LAMBDA_SECRET)
     code = f"import django, json; django.setup(); from django.conf import settings; print(json.dumps({expression}))"
-    env["DJANGO_SETTINGS_MODULE"] = "airticket.settings"
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
