@@ -6,7 +6,7 @@ through `airticket.errors.exception_handler`).
 
 Counts live in Django's cache (the default: per process). On Lambda that is per warm
 container, so these limits bound each caller per container; the API Gateway stage throttle
-(`provision_aws --throttling`, numbers in zappa_settings.json) bounds the whole stage.
+(`provision_aws --throttling`, API_THROTTLE_RATE and API_THROTTLE_BURST) bounds the whole stage.
 """
 
 from django.conf import settings
