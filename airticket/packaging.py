@@ -56,14 +56,13 @@ def assemble(*, stage: str, source: Path, target: Path) -> list[str]:
 def package(*, stage: str, venv: Path, output: Path, build_dir: Path, source: Path | None = None) -> Path:
     """`zappa package STAGE` run in the stage's assembled build directory, with `venv`'s
     site-packages (the lean Lambda virtualenv) as the dependencies; the zip lands at `output`."""
-    tree = build_dir / stage
-    assemble(stage=stage, source=source or Path(settings.BASE_DIR), target=tree)
+    venv, output, tree = venv.resolve(), output.resolve(), (build_dir / stage).resolve()  # zappa runs in `tree`
     zappa = venv / "bin" / "zappa"
     if not zappa.exists():
         raise PackagingError(f"{zappa} not found: the Lambda virtualenv needs zappa installed")
-    output = output.resolve()
+    assemble(stage=stage, source=source or Path(settings.BASE_DIR), target=tree)
     output.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "VIRTUAL_ENV": str(venv.resolve()), "PATH": f"{venv.resolve() / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run([str(zappa), "package", stage, "-o", str(output)], cwd=tree, env=env, capture_output=True, text=True)
     if result.returncode != 0 or not output.exists():
         raise PackagingError(f"zappa package {stage} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")

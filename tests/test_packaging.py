@@ -4,7 +4,11 @@ the work tree stays out of every stage's zip, and what the stage needs is in it.
 The zips are made by the real `zappa package`, run against a virtualenv with no packages (the
 project's files are what is checked; `make package` gives it the lean Lambda virtualenv)."""
 
+import fnmatch
+import importlib.util
 import io
+import json
+import os
 import shutil
 import sys
 import zipfile
@@ -97,3 +101,36 @@ def test_the_command_builds_the_cdc_package_from_this_checkout(empty_venv, tmp_p
     assert out.getvalue().startswith(f"cdc: {tmp_path / 'cdc.zip'}")
     top_level = {name.split("/")[0] for name in names(tmp_path / "cdc.zip")}
     assert top_level <= set(STAGE_FILES["cdc"]) | ZAPPAS_OWN and "cdc_lambda" in top_level
+
+
+# The runtime's packages whose modules must all ship (what each stage imports, and boto3's).
+RUNTIME_PACKAGES = [
+    "boto3",
+    "botocore",
+    "django",
+    "rest_framework",
+    "drf_spectacular",
+    "axes",
+    "csp",
+    "whitenoise",
+    "aws_lambda_powertools",
+]
+
+
+def test_zappas_exclude_patterns_drop_no_module_of_the_runtime_packages():
+    # Zappa matches `exclude` against every file and directory name at any depth of the
+    # virtualenv's packages too: a project-level name such as "docs" once dropped botocore/docs
+    # (and boto3/docs), which botocore imports, so no stage could import boto3. Project-level
+    # names are `exclude_glob` (top level only) now; this keeps it so.
+    patterns = json.loads((settings.BASE_DIR / "zappa_settings.json").read_text())["base"]["exclude"]
+    harmless = {"__pycache__", "*.pyc"}
+    dropped = []
+    for package_name in RUNTIME_PACKAGES:
+        root = Path(importlib.util.find_spec(package_name).origin).parent
+        for directory, subdirectories, files in os.walk(root):
+            subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
+            for name in subdirectories + files:
+                hits = [p for p in patterns if p not in harmless and fnmatch.fnmatch(name, p)]
+                if hits:
+                    dropped.append((str(Path(directory, name).relative_to(root.parent)), hits))
+    assert dropped == []
