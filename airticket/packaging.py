@@ -27,6 +27,9 @@ STAGE_FILES = {
 }
 # Inside the allowed directories: no bytecode, and no dotfiles (a `.env` next to the code).
 SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+# Never on Lambda: the local system's supervisor, moto server and demo ingestor (only the
+# local management commands import it).
+LOCAL_ONLY = ["airticket/local"]
 
 
 class PackagingError(Exception):
@@ -50,6 +53,8 @@ def assemble(*, stage: str, source: Path, target: Path) -> list[str]:
             shutil.copytree(origin, target / name, ignore=SKIPPED, symlinks=False)
         else:
             shutil.copy2(origin, target / name)
+    for name in LOCAL_ONLY:
+        shutil.rmtree(target / name, ignore_errors=True)
     return STAGE_FILES[stage]
 
 

@@ -79,6 +79,7 @@ def test_a_stray_file_in_the_work_tree_stays_out_of_the_stage_package_and_what_i
     assert not set(STRAYS) & shipped
     assert not [name for name in shipped if "/." in f"/{name}" or name.endswith(".pyc")]
     assert set(NEEDED) <= shipped
+    assert not [name for name in shipped if name.startswith("airticket/local/")]  # the local system's machinery
     assert {"handler.py", "zappa_settings.py"} <= shipped  # Zappa's own: Lambda's entry point and the stage's settings
     assert ("staticfiles/admin/css/base.css" in shipped) == ("staticfiles" in STAGE_FILES[stage])
     top_level = {name.split("/")[0] for name in shipped}
