@@ -297,6 +297,29 @@ def ensure_alarms() -> list[str]:
     return [f"alarm topic {settings.ALARM_TOPIC}: ready{email}", f"alarms: {len(alarms)} put", f"dashboard {settings.ZAPPA_PROJECT}: put"]
 
 
+def ensure_stage_throttling() -> list[str]:
+    """API Gateway's throttle on every method of each Zappa HTTP stage (API `<project>-<stage>`,
+    stage `<stage>`, as Zappa names them): the first line on AWS, before a request costs a
+    Lambda invocation. Zappa has no setting for it, so it is set here, after `zappa deploy`,
+    and set again by every run (a redeploy keeps it; a new API needs this run)."""
+    client = aws.apigateway()
+    apis = [api for page in client.get_paginator("get_rest_apis").paginate() for api in page["items"]]
+    rate, burst = settings.API_THROTTLE_RATE, settings.API_THROTTLE_BURST
+    operations = [
+        {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(rate)},
+        {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(burst)},
+    ]
+    lines = []
+    for stage in settings.HTTP_STAGES:
+        name = _function(stage)
+        deployed = [api["id"] for api in apis if api["name"] == name]
+        for api_id in deployed:
+            client.update_stage(restApiId=api_id, stageName=stage, patchOperations=operations)
+        done = f"throttled at {rate} requests/s, bursts of {burst}" if deployed else f"not deployed (zappa deploy {stage} first): skipped"
+        lines.append(f"API {name} stage {stage}: {done}")
+    return lines
+
+
 def dashboard_body() -> dict:
     """The CloudWatch dashboard: one graph per alarm's metric (docs/dashboard.json is this,
     with the default settings)."""

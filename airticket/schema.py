@@ -7,7 +7,7 @@ once here and cannot drift view by view. `tests/test_contract.py` checks them, a
 checks the server against them.
 """
 
-from django.conf import settings
+from django.urls import Resolver404, resolve
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -30,6 +30,11 @@ ERROR_SCHEMA = {
     },
 }
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+RETRY_AFTER = {
+    "description": "seconds to wait before the next request is accepted",
+    "schema": {"type": "integer", "minimum": 0},
+    "required": True,
+}
 
 REASONS = {
     "400": "invalid input: the fields say which and why",
@@ -48,10 +53,11 @@ REASONS = {
 
 def document_the_contract(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
-    for operations in result.get("paths", {}).values():
+    for path, operations in result.get("paths", {}).items():
+        throttled = _is_throttled(path)
         for operation in operations.values():
             if isinstance(operation, dict) and "responses" in operation:
-                _document_errors(operation)
+                _document_errors(operation, throttled=throttled)
                 _bound_pages(operation)
                 _strict_body(operation, result["components"]["schemas"])
                 _pattern_path(operation)
@@ -110,7 +116,17 @@ def _link(paths: dict) -> None:
         }
 
 
-def error_statuses(operation: dict) -> list[str]:
+def _is_throttled(path: str) -> bool:
+    """Whether the view behind `path` has throttles (`airticket.throttles.CommandApi`); the
+    path's `{name}` placeholders match the URL patterns' loose segments."""
+    try:
+        view = resolve(path).func
+    except Resolver404:
+        return False
+    return bool(getattr(getattr(view, "cls", None), "throttle_classes", None))
+
+
+def error_statuses(operation: dict, *, throttled: bool = False) -> list[str]:
     """The error statuses the server can answer for this operation."""
     parameters = {(p["in"], p["name"]) for p in operation.get("parameters", [])}
     has_body = "requestBody" in operation
@@ -127,14 +143,17 @@ def error_statuses(operation: dict) -> list[str]:
         statuses |= {"409", "412"}
     if ("header", "Idempotency-Key") in parameters:
         statuses |= {"409", "422"}
-    if settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_CLASSES"):
+    if throttled:
         statuses.add("429")
     return sorted(statuses)
 
 
-def _document_errors(operation: dict) -> None:
-    for status in error_statuses(operation):
-        operation["responses"].setdefault(status, {"description": REASONS[status], "content": {"application/json": {"schema": ERROR_REF}}})
+def _document_errors(operation: dict, *, throttled: bool) -> None:
+    for status in error_statuses(operation, throttled=throttled):
+        response = {"description": REASONS[status], "content": {"application/json": {"schema": ERROR_REF}}}
+        if status == "429":
+            response["headers"] = {"Retry-After": RETRY_AFTER}
+        operation["responses"].setdefault(status, response)
 
 
 def _bound_pages(operation: dict) -> None:

@@ -4,9 +4,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from airticket.auth import IsStaff
+from airticket.throttles import CommandApi
 
 from . import idempotency, services
 from .http import Precondition, customer_etag, expected_version, if_match, versioned
@@ -70,7 +70,7 @@ def validated(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
-class CustomerScoped(APIView):
+class CustomerScoped(CommandApi):
     """Customer-scoped endpoints: a customer token acts only on its own id."""
 
     def customer_id(self, request, kwargs) -> str:
@@ -80,7 +80,7 @@ class CustomerScoped(APIView):
         return customer_id
 
 
-class CustomerListView(APIView):
+class CustomerListView(CommandApi):
     @extend_schema(
         request=CustomerCreateSerializer, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={201: CustomerRecordSerializer}
     )
@@ -156,7 +156,7 @@ class OrderCancelView(OrderScoped):
         return idempotency.run(request, lambda record: services.order_cancel(**ids), status_code=status.HTTP_200_OK)
 
 
-class FlightListView(APIView):
+class FlightListView(CommandApi):
     permission_classes = [IsStaff]
 
     @extend_schema(request=FlightCreateSerializer, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={201: FlightRecordSerializer})
@@ -165,7 +165,7 @@ class FlightListView(APIView):
         return idempotency.run(request, lambda record: services.flight_create(**data, record=record), status_code=status.HTTP_201_CREATED)
 
 
-class FlightDetailView(APIView):
+class FlightDetailView(CommandApi):
     permission_classes = [IsStaff]
 
     @extend_schema(parameters=[ETAG_HEADER], responses={200: FlightRecordSerializer})
@@ -179,7 +179,7 @@ class FlightDetailView(APIView):
         return versioned(services.flight_reschedule(**key, **data, expected_version=expected_version(if_match(request))))
 
 
-class FlightCancelView(APIView):
+class FlightCancelView(CommandApi):
     permission_classes = [IsStaff]
 
     @extend_schema(request=None, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={200: FlightRecordSerializer})
