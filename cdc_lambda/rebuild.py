@@ -298,20 +298,10 @@ class _Throttle:
 # --- the read side's rows --------------------------------------------------------------------
 
 
-def _q(name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
 def _stored_rows(entity: str, keys: list[str]) -> dict[str, tuple]:
     """The stored rows of `keys`, in `TARGETS` column order, as the database returns them."""
-    target = TARGETS[entity]
-    if not keys:
-        return {}
-    columns = ", ".join(_q(c) for c in target.columns)
-    sql = f"SELECT {columns} FROM {_q(target.table)} WHERE {_q(target.columns[0])} IN ({', '.join(['%s'] * len(keys))})"  # noqa: S608 (identifiers from the models)
     with connection.cursor() as cursor:
-        cursor.execute(sql, keys)
-        return {row[0]: row for row in cursor.fetchall()}
+        return projection.stored_rows(cursor, entity=entity, keys=keys)
 
 
 def _text_instant(value) -> str:
@@ -414,7 +404,7 @@ def tombstone_vanished(*, entities: list[str], before: datetime) -> dict[str, in
 
 # --- reconcile -------------------------------------------------------------------------------
 
-MISSING, STALE, STOPS, EXTRA, UNREADABLE = "missing", "stale", "stops", "extra", "unreadable"
+MISSING, STALE, STOPS, EXTRA, AHEAD, UNREADABLE = "missing", "stale", "stops", "extra", "ahead", "unreadable"
 COUNTS = "COUNTS"  # the per-flight passenger counts, checked against the bookings they count
 _STOP_FIELDS = ("seq", "airport_id", "kind", "flight_date", "local_time")
 
@@ -473,9 +463,14 @@ def _compare_page(items: list[dict], report: Report) -> tuple[list[dict], list[C
         stored = _stored_rows(entity, [change.key for change, _ in pairs])
         for change, item in pairs:
             row = stored.get(change.key)
-            if row is None or row[2] or _stored_rank(row) < change.rank:
+            if row is None or _stored_rank(row) < change.rank:  # absent, older, or an older incarnation's tombstone
                 report.add(entity, MISSING if row is None or row[2] else STALE, change.key)
                 again.append(item)
+            elif row[2] or _stored_rank(row) > change.rank:
+                # Newer in the read model than in DynamoDB (DynamoDB lost projected writes), or
+                # removed in the read model only: the projection never goes back, so it is
+                # reported and left (the way out is a rebuild into an empty database).
+                report.add(entity, AHEAD, change.key)
             elif entity == FLIGHT and _stops_differ(change):
                 # The row is current, so projecting it again would change nothing.
                 report.add(entity, STOPS, change.key)
