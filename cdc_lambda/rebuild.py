@@ -213,6 +213,17 @@ class RebuildResult:
     seconds: float
 
 
+def read_database_unready() -> str | None:
+    """Why the read database cannot take a rebuild yet (None: it can): a new, empty database
+    (after losing the old one) has no tables until `migrate`."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        return "the read database is not migrated: run `manage.py migrate` first (and `manage.py load_airports` for the city search)"
+    return None
+
+
 def _table_item_count() -> int:
     # DynamoDB refreshes ItemCount about every six hours: good enough for an ETA.
     return aws.dynamodb().describe_table(TableName=settings.DYNAMODB_TABLE)["Table"].get("ItemCount", 0)

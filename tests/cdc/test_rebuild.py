@@ -249,6 +249,12 @@ def test_the_commands_refuse_bad_options_with_a_clear_message(aws_env):
         call_command("rebuild_read_model", "--from-export", "/tmp/export", "--state", "none")
 
 
+def test_a_rebuild_into_a_database_without_its_tables_says_to_migrate_first(aws_env, monkeypatch):
+    monkeypatch.setattr("django.db.migrations.executor.MigrationExecutor.migration_plan", lambda self, targets: ["unapplied"])
+    with pytest.raises(CommandError, match="not migrated: run `manage.py migrate` first"):
+        call_command("rebuild_read_model", "--state", "none")
+
+
 def test_a_rebuild_reads_a_table_export_from_s3_instead_of_scanning(aws_env, tmp_path):
     busy_history()
     sync()
