@@ -69,6 +69,23 @@ def test_reads_answered_as_plain_json_are_what_motos_serialiser_answers_for_ever
     assert fast[0]["Item"] == item and fast[1]["Items"] == [item] and fast[1]["ConsumedCapacity"]["TableName"] == table
 
 
+def test_a_scan_walks_the_items_in_motos_own_order(aws_env):
+    from moto.dynamodb.models import dynamodb_backends
+
+    for pk, sk in [("CUSTOMER#b", "PROFILE"), ("CUSTOMER#a", "ORDER#2"), ("FLIGHT#MU1#2027-01-01", "FLIGHT"), ("CUSTOMER#a", "ORDER#10")]:
+        repo.put_new({"PK": pk, "SK": sk}, {"n": 1})
+    account = aws.client("sts").get_caller_identity()["Account"]
+    table = dynamodb_backends[account][settings.AWS_REGION].get_table(settings.DYNAMODB_TABLE)
+
+    native = moto_local._all_items(table)
+    assert native == moto_local._moto_all_items(table)
+    assert [(i.hash_key.value, i.range_key.value) for i in native][:3] == [
+        ("CUSTOMER#a", "ORDER#10"),
+        ("CUSTOMER#a", "ORDER#2"),
+        ("CUSTOMER#b", "PROFILE"),
+    ]
+
+
 def test_a_transaction_whose_last_condition_fails_writes_nothing(aws_env):
     repo.put_new({"PK": "taken", "SK": "X"}, {"n": 1})
     before = len(stream_records())
