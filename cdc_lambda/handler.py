@@ -5,6 +5,7 @@ Deployed as the Zappa `cdc` stage, whose `events` entry routes the Kinesis strea
 must have ReportBatchItemFailures on (see `airticket.provisioning`).
 """
 
+import functools
 import logging
 import os
 
@@ -42,7 +43,19 @@ def _batch_context(records: list[dict]) -> dict:
     }
 
 
-@tracer.capture_lambda_handler(capture_response=False)  # the response is only the failures' ids
+def _traced(function):
+    """Powertools' `capture_lambda_handler` (a subsegment named `## <function>`), with `context`
+    still optional: the local poller and the tests call `handler(event)`."""
+    traced = tracer.capture_lambda_handler(function, capture_response=False)  # responses are small and not worth a trace
+
+    @functools.wraps(function)
+    def call(event: dict, context=None) -> dict:
+        return traced(event, context)
+
+    return call
+
+
+@_traced
 def handler(event: dict, context=None) -> dict:
     records = event.get("Records") or []
     batch = _batch_context(records)
@@ -52,7 +65,7 @@ def handler(event: dict, context=None) -> dict:
         return process(event=event)
 
 
-@tracer.capture_lambda_handler
+@_traced
 def reconcile(event: dict, context=None) -> dict:
     """The `cdc` stage's scheduled check (Zappa `events`, `expression`): compare DynamoDB with
     the read models and keep the report for the operations page. It does not repair: a
