@@ -4,7 +4,7 @@ in one transaction, on MySQL/MariaDB and on SQLite.
 The batch arrives in chunks of at most `batch.CHUNK` records. Per chunk: one conditional upsert
 of its bookings. Once per batch: for flights one locking SELECT of the stored versions (to know
 whose route stops to replace), one DELETE and one INSERT of stops, one conditional upsert; for customers one
-locking SELECT of the stored versions (to count the changes the guard refuses) and one
+plain SELECT of the stored versions (to count the changes the guard refuses) and one
 conditional upsert; one INSERT of flight events that ignores duplicates. (A
 statement is also split to stay under the driver's limits, only for very large batches.)
 
@@ -157,20 +157,20 @@ def stored_rows(cursor, *, entity: str, keys: Sequence[str], columns: Sequence[s
     return found
 
 
-def _stored(cursor, *, entity: str, keys: list[str], extra: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """Stored rows of `keys`, locked until the transaction ends: key -> (rank, *extra)."""
-    rows = stored_rows(cursor, entity=entity, keys=keys, columns=("created_at", "version", *extra), lock=True)
+def _stored(cursor, *, entity: str, keys: list[str], extra: tuple[str, ...] = (), lock: bool = True) -> dict[str, tuple]:
+    """Stored rows of `keys` (locked until the transaction ends, by default): key -> (rank, *extra)."""
+    rows = stored_rows(cursor, entity=entity, keys=keys, columns=("created_at", "version", *extra), lock=lock)
     # str() of the naive datetime is the text the changes carry (see decode.Image.instant).
     return {key: (("" if created is None else str(created), version), *rest) for key, (_, created, version, *rest) in rows.items()}
 
 
-def _stored_ranks(cursor, *, entity: str, keys: list[str]) -> dict[str, tuple[str, int]]:
-    return {key: rank for key, (rank,) in _stored(cursor, entity=entity, keys=keys).items()}
+def _stored_ranks(cursor, *, entity: str, keys: list[str], lock: bool) -> dict[str, tuple[str, int]]:
+    return {key: rank for key, (rank,) in _stored(cursor, entity=entity, keys=keys, lock=lock).items()}
 
 
-def _winners(cursor, *, entity: str, changes: list[Change]) -> list[Change]:
-    """The changes the conditional upsert will apply: newer than the (locked) stored row."""
-    stored = _stored_ranks(cursor, entity=entity, keys=sorted(c.key for c in changes))
+def _winners(cursor, *, entity: str, changes: list[Change], lock: bool = True) -> list[Change]:
+    """The changes the conditional upsert will apply: newer than the stored row."""
+    stored = _stored_ranks(cursor, entity=entity, keys=sorted(c.key for c in changes), lock=lock)
     return [c for c in changes if c.key not in stored or c.rank > stored[c.key]]
 
 
@@ -330,8 +330,11 @@ def apply(chunks: Iterable[Chunk], *, projected_at: str) -> Applied:
             _replace_stops(cursor, winners=winners)
             _upsert(cursor, entity=FLIGHT, changes=flights, projected_at=projected_at)
         if customers:
-            # One locking SELECT, only to count what the guard refuses (CdcDuplicatesIgnored).
-            customers_won = len(_winners(cursor, entity=CUSTOMER, changes=customers))
+            # Only to count what the guard refuses (CdcDuplicatesIgnored): a plain read, no lock,
+            # so the upsert is still the statement that waits for a row another writer holds.
+            # A key lives on one shard, so no other batch writes it meanwhile (a rebuild may:
+            # then the count can be off by that row; the upsert's own guard stays exact).
+            customers_won = len(_winners(cursor, entity=CUSTOMER, changes=customers, lock=False))
             _upsert(cursor, entity=CUSTOMER, changes=customers, projected_at=projected_at)
         _add_counts(cursor, deltas=deltas)
         events = _insert_events(cursor, flights=event_flights, created_at=projected_at)
