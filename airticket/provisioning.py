@@ -118,7 +118,22 @@ def ensure_event_source_mapping() -> str:
     lam = aws.lambda_()
     arn = stream_arn()
     dlq_arn = aws.sqs().get_queue_attributes(QueueUrl=aws.dlq_url(), AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    wanted = {
+    wanted = mapping_settings(dlq_arn=dlq_arn)
+    existing = lam.list_event_source_mappings(EventSourceArn=arn, FunctionName=settings.CDC_FUNCTION_NAME)["EventSourceMappings"]
+    if existing:
+        lam.update_event_source_mapping(UUID=existing[0]["UUID"], **wanted)
+        return "event source mapping: updated"
+    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=settings.CDC_FUNCTION_NAME, StartingPosition="TRIM_HORIZON", **wanted)
+    return (
+        "event source mapping: created (TRIM_HORIZON, ReportBatchItemFailures, bisect, bounded retries, DLQ, "
+        f"parallelization factor {settings.CDC_PARALLELIZATION_FACTOR})"
+    )
+
+
+def mapping_settings(*, dlq_arn: object) -> dict:
+    """The CDC mapping's batching and failure settings, for boto3 and for the stack's
+    `AWS::Lambda::EventSourceMapping` alike (`dlq_arn` may be a CloudFormation reference)."""
+    return {
         "BatchSize": settings.CDC_BATCH_SIZE,
         # Concurrent batches per shard; Lambda keeps each partition key (item) in order.
         "ParallelizationFactor": settings.CDC_PARALLELIZATION_FACTOR,
@@ -129,15 +144,6 @@ def ensure_event_source_mapping() -> str:
         "MaximumRecordAgeInSeconds": 3600,
         "DestinationConfig": {"OnFailure": {"Destination": dlq_arn}},
     }
-    existing = lam.list_event_source_mappings(EventSourceArn=arn, FunctionName=settings.CDC_FUNCTION_NAME)["EventSourceMappings"]
-    if existing:
-        lam.update_event_source_mapping(UUID=existing[0]["UUID"], **wanted)
-        return "event source mapping: updated"
-    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=settings.CDC_FUNCTION_NAME, StartingPosition="TRIM_HORIZON", **wanted)
-    return (
-        "event source mapping: created (TRIM_HORIZON, ReportBatchItemFailures, bisect, bounded retries, DLQ, "
-        f"parallelization factor {settings.CDC_PARALLELIZATION_FACTOR})"
-    )
 
 
 STEPS = [ensure_table, ensure_stream, check_shard_count, ensure_dlq, ensure_streaming_destination, ensure_event_source_mapping]
@@ -165,8 +171,13 @@ def _alarm(
     threshold: float,
     period: int = MINUTE,
     periods: int = 1,
+    below: bool = False,
     description: str,
 ) -> dict:
+    """An alarm on `metric` going over `threshold` (with `below`, under it) for `periods`
+    periods. An alarm over a threshold treats no data as no news: no batch ran, no request
+    came. One below a threshold watches for something that must keep happening, so no data
+    breaches it: it stopped happening."""
     return {
         "AlarmName": f"{settings.ZAPPA_PROJECT}-{name}",
         "AlarmDescription": f"{description} See docs/RUNBOOK.md#{name.split('.')[0]}.",
@@ -175,11 +186,10 @@ def _alarm(
         "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
         "Statistic": statistic,
         "Threshold": threshold,
-        "ComparisonOperator": "GreaterThanThreshold",
+        "ComparisonOperator": "LessThanThreshold" if below else "GreaterThanThreshold",
         "Period": period,
         "EvaluationPeriods": periods,
-        # No data is no news: no batch ran, no request came, no source was polled.
-        "TreatMissingData": "notBreaching",
+        "TreatMissingData": "breaching" if below else "notBreaching",
     }
 
 
@@ -264,13 +274,16 @@ def alarm_definitions() -> list[dict]:
             _alarm(
                 f"weather-source-failing.{kind}-{number}",
                 namespace=settings.METRICS_NAMESPACE,
-                metric="WeatherPollFailed",
+                # Successes, not failures: when polling stops altogether (the schedule disabled,
+                # the query stage broken before it polls) no failure is counted either.
+                metric="WeatherPollSucceeded",
                 dimensions={**ours, "source": url},
                 statistic="Sum",
-                threshold=0,
-                period=10 * MINUTE,
-                periods=3,  # every poll of 30 minutes failed
-                description=f"Weather source {url} failed every poll for 30 minutes.",
+                threshold=1,
+                below=True,
+                period=10 * MINUTE,  # the schedule polls every 10 minutes
+                periods=3,
+                description=f"No poll of weather source {url} succeeded for 30 minutes: it fails, or polling stopped.",
             )
         )
     return alarms

@@ -253,6 +253,9 @@ KINESIS_STREAM = env_name("KINESIS_STREAM", "airticket-changes")
 KINESIS_SHARDS = env_int("KINESIS_SHARDS", 2, minimum=1, maximum=10_000)
 DLQ_QUEUE = env_name("DLQ_QUEUE", "airticket-cdc-dlq")
 CDC_FUNCTION_NAME = env_name("CDC_FUNCTION_NAME", "airticket-cdc")
+# How long reconcile gives the stream to deliver what it scanned before a row that disagrees
+# with its item counts as a difference (more than the CDC's usual lag).
+RECONCILE_SETTLE_SECONDS = env_int("RECONCILE_SETTLE_SECONDS", 5)
 
 # Alarms (`provision_aws --alarms`): the SNS topic they notify, an optional email subscribed
 # to it, and the Zappa stages behind API Gateway (function `<project>-<stage>`, API of the

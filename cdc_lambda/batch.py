@@ -121,9 +121,11 @@ def _prepare(records: list[dict], *, start: int, projected_at: str) -> tuple[Dec
 def _summarise(
     records: list[dict], *, decoded: list[Decoded], applied: projection.Applied, poison: int, queued: int, started: float
 ) -> None:
-    """The batch's one summary line and its metrics. Duplicates are changes of a key that a
-    newer change of the same key in the batch superseded (Kinesis delivers at least once);
-    the lag is the age of the newest record the batch applied."""
+    """The batch's one summary line and its metrics. Duplicates are the changes not applied:
+    superseded by a newer change of the same key in the batch, or refused by the version guard
+    because the stored row is as new or newer (a redelivery, a replay, an older version arriving
+    late; Kinesis delivers at least once and out of order). The lag is the age of the newest
+    record the batch applied."""
     changes = sum(chunk.changes for chunk in decoded)
     rows = applied.customers + applied.bookings + applied.flights
     arrived = [r["kinesis"].get("approximateArrivalTimestamp") for r in records]

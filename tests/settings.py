@@ -22,6 +22,8 @@ os.environ.update(
         "AIRTICKET_ENV": "test",
         "CDC_LOCAL_POLLER": "false",
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        # No stream runs beside most reconciles here; a test that has one sets its own.
+        "RECONCILE_SETTLE_SECONDS": "0",
     }
 )
 os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/airticket")

@@ -91,10 +91,10 @@ def test_provision_aws_alarms_puts_every_alarm_on_one_topic_and_rerunning_change
     assert watches("reconcile-differences")[:5] == (settings.METRICS_NAMESPACE, "ReconcileDifferences", ours, "Maximum", 0)
     assert watches("weather-source-failing.metar-1") == (
         settings.METRICS_NAMESPACE,
-        "WeatherPollFailed",
+        "WeatherPollSucceeded",
         {**ours, "source": "https://aviationweather.example/metar?ids={airports}"},
         "Sum",
-        0,
+        1,
         1800,
     )
     for stage in ("command", "query"):
@@ -107,7 +107,34 @@ def test_provision_aws_alarms_puts_every_alarm_on_one_topic_and_rerunning_change
     for function in ("airticket-command", "airticket-query", "airticket-cdc"):
         assert watches(f"lambda-errors.{function}")[:3] == ("AWS/Lambda", "Errors", {"FunctionName": function})
         assert watches(f"lambda-throttles.{function}")[:3] == ("AWS/Lambda", "Throttles", {"FunctionName": function})
-    assert all(a["ComparisonOperator"] == "GreaterThanThreshold" for a in alarms.values())
+    weather = {name for name in alarms if "weather-source-failing" in name}
+    assert weather and all(alarms[name]["ComparisonOperator"] == "LessThanThreshold" for name in weather)
+    assert all(a["ComparisonOperator"] == "GreaterThanThreshold" for name, a in alarms.items() if name not in weather)
+
+
+def test_the_weather_alarm_fires_when_polling_stops_altogether_not_only_when_polls_fail(aws_env, settings):
+    """A stopped schedule publishes no metric at all: the alarm watches the successes and takes
+    missing data as breaching, in the alarms `provision_aws --alarms` puts and in the stack."""
+    settings.WEATHER_SOURCES = [("metar", "https://metar.example/?ids={airports}"), ("cap", "https://cap.example/feed.xml")]
+    call_command("provision_aws", "--alarms", stdout=io.StringIO())
+    put = [a for name, a in alarms_by_name().items() if "weather-source-failing" in name]
+    stacked = [
+        r["Properties"] for r in stack.template()["Resources"].values() if "weather-source-failing" in r["Properties"].get("AlarmName", "")
+    ]
+
+    assert len(put) == len(stacked) == 2
+    for alarm in (*put, *stacked):
+        assert (alarm["MetricName"], alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+            "WeatherPollSucceeded",
+            "Sum",
+            "LessThanThreshold",
+            1,
+        )
+        assert alarm["TreatMissingData"] == "breaching"
+        assert alarm["Period"] * alarm["EvaluationPeriods"] == 1800
+    # Every other alarm still takes no data as no news (no batch ran, no request came).
+    others = [a for name, a in alarms_by_name().items() if "weather-source-failing" not in name]
+    assert others and all(a["TreatMissingData"] == "notBreaching" for a in others)
 
 
 def test_the_projection_lag_alarm_fires_on_the_metric_the_cdc_publishes(aws_env, settings):
