@@ -70,9 +70,10 @@ package: $(LAMBDA_VENV)/.installed install
 	mkdir -p dist
 	@# The admin's static files ship in the package; WhiteNoise serves them on Lambda.
 	$(BIN)/python manage.py collectstatic --noinput -v 0
+	@# Each stage's zip holds only its allow-list (airticket/packaging.py), assembled under
+	@# dist/build/STAGE where zappa runs: nothing else lying in the work tree ships.
 	for stage in command cdc query; do \
-		VIRTUAL_ENV=$(CURDIR)/$(LAMBDA_VENV) PATH=$(CURDIR)/$(LAMBDA_VENV)/bin:$$PATH \
-			$(LAMBDA_VENV)/bin/zappa package $$stage -o dist/$$stage.zip || exit 1; \
+		$(BIN)/python manage.py package_lambda $$stage --venv $(LAMBDA_VENV) --output dist/$$stage.zip || exit 1; \
 	done
 	ls -l dist
 

@@ -10,7 +10,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.utils import translate_validation
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ValidationError
@@ -100,12 +101,28 @@ class PassengerListApi(FilteredListApi):
     serializer_class = PassengerOutput
 
 
+# GET passengers' selection, documented for the counts too (an APIView gets no filter parameters
+# from drf-spectacular): without them the schema says the counts take no parameters and cannot
+# answer 400, yet a request without a selection is one.
+_DATES = {"flight_date", "date_from", "date_to"}
+PASSENGER_SELECTION = [
+    OpenApiParameter(
+        name,
+        OpenApiTypes.DATE if name in _DATES else str,
+        OpenApiParameter.QUERY,
+        description=str(field.label),
+        enum=[value for value, _ in field.extra["choices"]] if "choices" in field.extra else None,
+    )
+    for name, field in PassengerFilter.base_filters.items()
+]
+
+
 class PassengerCountsApi(StaffQueryApi, APIView):
     """The counts of a passenger selection (same parameters as GET passengers, `status`
     ignored): live bookings by status, and the affected (ORDERED) ones with no email address
     and already notified. `affected` is the `count` GET passengers and the notify action report."""
 
-    @extend_schema(responses={200: PassengerCountsOutput})
+    @extend_schema(parameters=PASSENGER_SELECTION, responses={200: PassengerCountsOutput})
     def get(self, request):
         allowed = set(PassengerFilter.base_filters) | {"format"}
         unknown = sorted(set(request.query_params) - allowed)

@@ -7,12 +7,13 @@ flight. Every projected row keeps the source item's `version`; a removed item le
 tombstone (`deleted=True`) whose version is one past the last image, so a late change is ignored.
 """
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from airticket.airports import airports
+from airticket.airports import airports, cities
 
 
 class KeyField(models.CharField):
@@ -368,17 +369,25 @@ class WeatherAlert(models.Model):
         return f"{self.kind} {self.airport_id or self.city} {self.valid_from:%Y-%m-%d %H:%M}"
 
     def clean(self):
-        """An alert names a city or an airport (whose city it then takes) and a non-empty window."""
-        if self.airport_id and not self.city:
+        """An alert names a city or an airport (whose city it then takes) and a non-empty window.
+        A city is one that has an airport (the only places an alert can reach), and an alert
+        naming both must name the airport's own city: matching goes by the airport, so a
+        "Beijing" alert on PVG would be listed under a city it does not touch."""
+        if self.airport_id:
             # The airport data package, not the Airport table: an alert can be raised before
             # (or without) `load_airports`.
             airport = airports().get(self.airport_id)
             if airport is None:
                 raise ValidationError({"airport": f"unknown airport {self.airport_id}"})
-            self.city, self.country = airport["city"], airport["country"]
+            if not self.city:
+                self.city, self.country = airport["city"], airport["country"]
+            elif self.city.casefold() != airport["city"].casefold():
+                raise ValidationError({"city": f"{self.airport_id} is in {airport['city'] or 'no city'}, not {self.city}"})
         # An airport whose data has no city (many small fields) still counts by its IATA code.
-        if not self.city and not self.airport_id:
+        elif not self.city:
             raise ValidationError({"city": "give a city or an airport"})
+        else:
+            self._clean_city()
         errors = {}
         for name in ("valid_from", "valid_to"):
             value = getattr(self, name)
@@ -390,6 +399,16 @@ class WeatherAlert(models.Model):
             raise ValidationError({"valid_to": "must be after valid_from"})
         if self.valid_from and self.valid_to and self.valid_to - self.valid_from > MAX_ALERT_DURATION:
             raise ValidationError({"valid_to": f"an alert lasts at most {MAX_ALERT_DURATION.days} days"})
+
+    def _clean_city(self) -> None:
+        if any(unicodedata.category(char) in ("Cc", "Cf") for char in self.city):
+            raise ValidationError({"city": "a city name has no control or formatting characters"})
+        places = cities().get(self.city.casefold())
+        if not places:
+            raise ValidationError({"city": f"no airport is in a city called {self.city!r}"})
+        countries = {country for _, country in places}
+        if self.country and self.country not in countries:
+            raise ValidationError({"country": f"{self.city} is in {', '.join(sorted(countries))}, not {self.country}"})
 
 
 class WeatherMessage(models.Model):

@@ -57,6 +57,10 @@ def cloudformation():
     return client("cloudformation")
 
 
+def apigateway():
+    return client("apigateway")
+
+
 def dlq_url() -> str:
     return sqs().get_queue_url(QueueName=settings.DLQ_QUEUE)["QueueUrl"]
 

@@ -47,6 +47,50 @@ def ensure_stream() -> str:
     return f"stream {settings.KINESIS_STREAM}: created ({settings.KINESIS_SHARDS} shards)"
 
 
+def list_shards() -> list[dict]:
+    """Every shard of the stream, open and closed (a reshard leaves its parents listed, closed
+    and still readable until they expire); ListShards pages at 1,000."""
+    kinesis = aws.kinesis()
+    shards, token = [], None
+    while True:
+        page = kinesis.list_shards(NextToken=token) if token else kinesis.list_shards(StreamName=settings.KINESIS_STREAM)
+        shards += page["Shards"]
+        token = page.get("NextToken")
+        if not token:
+            return shards
+
+
+def open_shard_count() -> int:
+    return sum(1 for shard in list_shards() if "EndingSequenceNumber" not in shard["SequenceNumberRange"])
+
+
+def check_shard_count() -> str:
+    """Say whether the stream has KINESIS_SHARDS open shards (provisioning never reshards on
+    its own: a reshard closes every shard it touches and costs a while of double reading)."""
+    have = open_shard_count()
+    if have == settings.KINESIS_SHARDS:
+        return f"stream {settings.KINESIS_STREAM}: {have} open shards, as KINESIS_SHARDS says"
+    return f"stream {settings.KINESIS_STREAM}: {have} open shards, KINESIS_SHARDS={settings.KINESIS_SHARDS} (run provision_aws --reshard)"
+
+
+def reshard() -> str:
+    """Move the stream to KINESIS_SHARDS open shards (UpdateShardCount, UNIFORM_SCALING). AWS
+    allows at most double or half the current count in one call, so a bigger change is refused
+    here with what to do, rather than half done. Consumers drain the parent shards before
+    their children (the event source mapping does; so does the local poller)."""
+    have, want = open_shard_count(), settings.KINESIS_SHARDS
+    if have == want:
+        return f"stream {settings.KINESIS_STREAM}: already {have} open shards"
+    if not have / 2 <= want <= have * 2:
+        raise ValueError(
+            f"KINESIS_SHARDS={want}: UpdateShardCount goes from {have} open shards to at most {have * 2} and at least {-(-have // 2)} in one step"
+        )
+    kinesis = aws.kinesis()
+    kinesis.update_shard_count(StreamName=settings.KINESIS_STREAM, TargetShardCount=want, ScalingType="UNIFORM_SCALING")
+    kinesis.get_waiter("stream_exists").wait(StreamName=settings.KINESIS_STREAM, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    return f"stream {settings.KINESIS_STREAM}: resharded from {have} to {want} open shards"
+
+
 def ensure_dlq() -> str:
     # create_queue is idempotent for identical attributes.
     aws.sqs().create_queue(QueueName=settings.DLQ_QUEUE, Attributes={"MessageRetentionPeriod": "1209600"})
@@ -74,8 +118,25 @@ def ensure_event_source_mapping() -> str:
     lam = aws.lambda_()
     arn = stream_arn()
     dlq_arn = aws.sqs().get_queue_attributes(QueueUrl=aws.dlq_url(), AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    wanted = {
+    wanted = mapping_settings(dlq_arn=dlq_arn)
+    existing = lam.list_event_source_mappings(EventSourceArn=arn, FunctionName=settings.CDC_FUNCTION_NAME)["EventSourceMappings"]
+    if existing:
+        lam.update_event_source_mapping(UUID=existing[0]["UUID"], **wanted)
+        return "event source mapping: updated"
+    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=settings.CDC_FUNCTION_NAME, StartingPosition="TRIM_HORIZON", **wanted)
+    return (
+        "event source mapping: created (TRIM_HORIZON, ReportBatchItemFailures, bisect, bounded retries, DLQ, "
+        f"parallelization factor {settings.CDC_PARALLELIZATION_FACTOR})"
+    )
+
+
+def mapping_settings(*, dlq_arn: object) -> dict:
+    """The CDC mapping's batching and failure settings, for boto3 and for the stack's
+    `AWS::Lambda::EventSourceMapping` alike (`dlq_arn` may be a CloudFormation reference)."""
+    return {
         "BatchSize": settings.CDC_BATCH_SIZE,
+        # Concurrent batches per shard; Lambda keeps each partition key (item) in order.
+        "ParallelizationFactor": settings.CDC_PARALLELIZATION_FACTOR,
         "MaximumBatchingWindowInSeconds": 1,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
         "BisectBatchOnFunctionError": True,
@@ -83,15 +144,9 @@ def ensure_event_source_mapping() -> str:
         "MaximumRecordAgeInSeconds": 3600,
         "DestinationConfig": {"OnFailure": {"Destination": dlq_arn}},
     }
-    existing = lam.list_event_source_mappings(EventSourceArn=arn, FunctionName=settings.CDC_FUNCTION_NAME)["EventSourceMappings"]
-    if existing:
-        lam.update_event_source_mapping(UUID=existing[0]["UUID"], **wanted)
-        return "event source mapping: updated"
-    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=settings.CDC_FUNCTION_NAME, StartingPosition="TRIM_HORIZON", **wanted)
-    return "event source mapping: created (TRIM_HORIZON, ReportBatchItemFailures, bisect, bounded retries, DLQ)"
 
 
-STEPS = [ensure_table, ensure_stream, ensure_dlq, ensure_streaming_destination, ensure_event_source_mapping]
+STEPS = [ensure_table, ensure_stream, check_shard_count, ensure_dlq, ensure_streaming_destination, ensure_event_source_mapping]
 
 
 def provision() -> list[str]:
@@ -116,8 +171,13 @@ def _alarm(
     threshold: float,
     period: int = MINUTE,
     periods: int = 1,
+    below: bool = False,
     description: str,
 ) -> dict:
+    """An alarm on `metric` going over `threshold` (with `below`, under it) for `periods`
+    periods. An alarm over a threshold treats no data as no news: no batch ran, no request
+    came. One below a threshold watches for something that must keep happening, so no data
+    breaches it: it stopped happening."""
     return {
         "AlarmName": f"{settings.ZAPPA_PROJECT}-{name}",
         "AlarmDescription": f"{description} See docs/RUNBOOK.md#{name.split('.')[0]}.",
@@ -126,11 +186,10 @@ def _alarm(
         "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
         "Statistic": statistic,
         "Threshold": threshold,
-        "ComparisonOperator": "GreaterThanThreshold",
+        "ComparisonOperator": "LessThanThreshold" if below else "GreaterThanThreshold",
         "Period": period,
         "EvaluationPeriods": periods,
-        # No data is no news: no batch ran, no request came, no source was polled.
-        "TreatMissingData": "notBreaching",
+        "TreatMissingData": "breaching" if below else "notBreaching",
     }
 
 
@@ -215,13 +274,16 @@ def alarm_definitions() -> list[dict]:
             _alarm(
                 f"weather-source-failing.{kind}-{number}",
                 namespace=settings.METRICS_NAMESPACE,
-                metric="WeatherPollFailed",
+                # Successes, not failures: when polling stops altogether (the schedule disabled,
+                # the query stage broken before it polls) no failure is counted either.
+                metric="WeatherPollSucceeded",
                 dimensions={**ours, "source": url},
                 statistic="Sum",
-                threshold=0,
-                period=10 * MINUTE,
-                periods=3,  # every poll of 30 minutes failed
-                description=f"Weather source {url} failed every poll for 30 minutes.",
+                threshold=1,
+                below=True,
+                period=10 * MINUTE,  # the schedule polls every 10 minutes
+                periods=3,
+                description=f"No poll of weather source {url} succeeded for 30 minutes: it fails, or polling stopped.",
             )
         )
     return alarms
@@ -246,6 +308,29 @@ def ensure_alarms() -> list[str]:
     aws.cloudwatch().put_dashboard(DashboardName=settings.ZAPPA_PROJECT, DashboardBody=json.dumps(dashboard_body()))
     email = f", {settings.ALARM_EMAIL} subscribed (confirm the email)" if settings.ALARM_EMAIL else ", no ALARM_EMAIL"
     return [f"alarm topic {settings.ALARM_TOPIC}: ready{email}", f"alarms: {len(alarms)} put", f"dashboard {settings.ZAPPA_PROJECT}: put"]
+
+
+def ensure_stage_throttling() -> list[str]:
+    """API Gateway's throttle on every method of each Zappa HTTP stage (API `<project>-<stage>`,
+    stage `<stage>`, as Zappa names them): the first line on AWS, before a request costs a
+    Lambda invocation. Zappa has no setting for it, so it is set here, after `zappa deploy`,
+    and set again by every run (a redeploy keeps it; a new API needs this run)."""
+    client = aws.apigateway()
+    apis = [api for page in client.get_paginator("get_rest_apis").paginate() for api in page["items"]]
+    rate, burst = settings.API_THROTTLE_RATE, settings.API_THROTTLE_BURST
+    operations = [
+        {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(rate)},
+        {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(burst)},
+    ]
+    lines = []
+    for stage in settings.HTTP_STAGES:
+        name = _function(stage)
+        deployed = [api["id"] for api in apis if api["name"] == name]
+        for api_id in deployed:
+            client.update_stage(restApiId=api_id, stageName=stage, patchOperations=operations)
+        done = f"throttled at {rate} requests/s, bursts of {burst}" if deployed else f"not deployed (zappa deploy {stage} first): skipped"
+        lines.append(f"API {name} stage {stage}: {done}")
+    return lines
 
 
 def dashboard_body() -> dict:
@@ -283,6 +368,8 @@ def dashboard_body() -> dict:
         ),
         ("Commands refused, by reason", [[{"expression": f"SEARCH('{{{ns},reason,service}} MetricName=\"CommandRefused\"', 'Sum', 300)"}]]),
         ("CDC", [[ns, name, "service", service] for name in ("CdcRecords", "CdcChangesApplied", "CdcDuplicatesIgnored", "CdcPoison")]),
+        # Concurrent batches conflicting on shared rows, retried in place (cdc_lambda.batch).
+        ("CDC conflicts retried", [[ns, name, "service", service] for name in ("CdcDeadlockRetries", "CdcLockWaitRetries")]),
         (
             "Notifications",
             [[ns, name, "service", service] for name in ("NotificationsSent", "NotificationsFailed", "NotificationsSkipped")],

@@ -7,7 +7,7 @@ once here and cannot drift view by view. `tests/test_contract.py` checks them, a
 checks the server against them.
 """
 
-from django.conf import settings
+from django.urls import Resolver404, resolve
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -30,6 +30,11 @@ ERROR_SCHEMA = {
     },
 }
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+RETRY_AFTER = {
+    "description": "seconds to wait before the next request is accepted",
+    "schema": {"type": "integer", "minimum": 0},
+    "required": True,
+}
 
 REASONS = {
     "400": "invalid input: the fields say which and why",
@@ -37,7 +42,7 @@ REASONS = {
     "403": "the token may not do this (a customer token on a staff operation or another customer)",
     "404": "no such item (or a page past the last one)",
     "406": "a format or Accept the API does not offer (it speaks JSON)",
-    "409": "a business rule refused it (exists, full, cancelled, busy, ...)",
+    "409": "a business rule refused it (exists, full, cancelled, departed, busy, ...)",
     "412": "If-Match names another version than the current one",
     "413": "the request body is larger than the server accepts",
     "415": "the body is not application/json",
@@ -48,17 +53,80 @@ REASONS = {
 
 def document_the_contract(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
-    for operations in result.get("paths", {}).values():
+    for path, operations in result.get("paths", {}).items():
+        throttled = _is_throttled(path)
         for operation in operations.values():
             if isinstance(operation, dict) and "responses" in operation:
-                _document_errors(operation)
+                _document_errors(operation, throttled=throttled)
                 _bound_pages(operation)
                 _strict_body(operation, result["components"]["schemas"])
                 _pattern_path(operation)
+    _link(result.get("paths", {}))
     return result
 
 
-def error_statuses(operation: dict) -> list[str]:
+def _body(name: str) -> str:
+    return f"$response.body#/{name}"
+
+
+# OpenAPI links: where the ids an answer carries lead next, so a client (and schemathesis'
+# stateful phase) can go register -> book -> read, change, cancel, and create a flight -> read,
+# reschedule, cancel. {source: (status, {link: (target, parameters)})}.
+_CUSTOMER = {"customer_id": _body("customer_id")}
+_ORDER = {"customer_id": _body("customer_id"), "order_id": _body("order_id")}
+_FLIGHT = {"flight_number": _body("flight_number"), "flight_date": _body("flight_date")}
+_IF_MATCH = {"header.If-Match": "$response.header.ETag"}  # a change of what was just read
+LINKS = {
+    "api_v1_customers_create": (
+        "201",
+        {
+            "GetCustomer": ("api_v1_customers_retrieve", _CUSTOMER),
+            "UpdateCustomer": ("api_v1_customers_partial_update", _CUSTOMER | _IF_MATCH),
+            "ListOrders": ("customers_orders_list", _CUSTOMER),
+            "PlaceOrder": ("api_v1_customers_orders_create", _CUSTOMER),
+        },
+    ),
+    "api_v1_customers_orders_create": (
+        "201",
+        {
+            "GetOrder": ("api_v1_customers_orders_retrieve", _ORDER),
+            "ChangeOrder": ("api_v1_customers_orders_partial_update", _ORDER | _IF_MATCH),
+            "CancelOrder": ("api_v1_customers_orders_cancel_create", _ORDER),
+        },
+    ),
+    "api_v1_flights_create": (
+        "201",
+        {
+            "GetFlight": ("api_v1_flights_retrieve", _FLIGHT),
+            "RescheduleFlight": ("api_v1_flights_partial_update", _FLIGHT | _IF_MATCH),
+            "CancelFlight": ("api_v1_flights_cancel_create", _FLIGHT),
+        },
+    ),
+}
+
+
+def _link(paths: dict) -> None:
+    operations = {op.get("operationId"): op for item in paths.values() for op in item.values() if isinstance(op, dict)}
+    for source, (status, links) in LINKS.items():
+        if source not in operations:
+            continue  # a schema of one side only (e.g. the query stage's)
+        response = operations[source]["responses"][status]
+        response["links"] = {
+            name: {"operationId": target, "parameters": parameters} for name, (target, parameters) in links.items() if target in operations
+        }
+
+
+def _is_throttled(path: str) -> bool:
+    """Whether the view behind `path` has throttles (`airticket.throttles.CommandApi`); the
+    path's `{name}` placeholders match the URL patterns' loose segments."""
+    try:
+        view = resolve(path).func
+    except Resolver404:
+        return False
+    return bool(getattr(getattr(view, "cls", None), "throttle_classes", None))
+
+
+def error_statuses(operation: dict, *, throttled: bool = False) -> list[str]:
     """The error statuses the server can answer for this operation."""
     parameters = {(p["in"], p["name"]) for p in operation.get("parameters", [])}
     has_body = "requestBody" in operation
@@ -75,14 +143,17 @@ def error_statuses(operation: dict) -> list[str]:
         statuses |= {"409", "412"}
     if ("header", "Idempotency-Key") in parameters:
         statuses |= {"409", "422"}
-    if settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_CLASSES"):
+    if throttled:
         statuses.add("429")
     return sorted(statuses)
 
 
-def _document_errors(operation: dict) -> None:
-    for status in error_statuses(operation):
-        operation["responses"].setdefault(status, {"description": REASONS[status], "content": {"application/json": {"schema": ERROR_REF}}})
+def _document_errors(operation: dict, *, throttled: bool) -> None:
+    for status in error_statuses(operation, throttled=throttled):
+        response = {"description": REASONS[status], "content": {"application/json": {"schema": ERROR_REF}}}
+        if status == "429":
+            response["headers"] = {"Retry-After": RETRY_AFTER}
+        operation["responses"].setdefault(status, response)
 
 
 def _bound_pages(operation: dict) -> None:

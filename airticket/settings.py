@@ -8,9 +8,11 @@ an environment variable stops the process instead of surfacing later as odd beha
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -33,7 +35,7 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true/false)")
 
 
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -43,6 +45,18 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name}={value} must be at most {maximum}")
+    return value
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A throttle rate as DRF reads it, `N/second`, `N/minute`, `N/hour` or `N/day`; `off` for none."""
+    value = env(name, default).strip()
+    if value == "off":
+        return None
+    if not re.fullmatch(r"[1-9][0-9]{0,8}/(second|minute|hour|day)", value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate: use N/second, N/minute, N/hour or N/day (N at least 1), or off")
     return value
 
 
@@ -82,6 +96,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "airticket",
     "bookings",
     "admin_portal",
@@ -91,6 +106,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "airticket.observability.RequestContextMiddleware",  # first: the request id covers every line
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -98,6 +114,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a lockout into its page
 ]
 
 ROOT_URLCONF = "airticket.urls"
@@ -156,6 +173,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 
+# --- Admin login: brute-force lockout (django-axes) ----------------------------------------
+# Axes' backend comes first: it refuses a locked-out login before the password is checked.
+# API tokens never go through `authenticate` (airticket.auth), so only the admin login counts.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+# Either counter locks: one username from any address (a password guessed from many machines),
+# or one address trying any usernames. Staff lift a lockout early in the admin (Access
+# attempts: delete the row) or with `manage.py axes_reset_username NAME` / `axes_reset_ip IP`.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # each failed try listed in the admin, with address and agent
+AXES_VERBOSE = False  # a warning per lockout is kept; not axes' banner at every start
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -174,10 +206,40 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# --- HTTPS and browser policies --------------------------------------------------------------
+# Production is HTTPS only. API Gateway (and an ALB) end TLS and say so in X-Forwarded-Proto,
+# which they set themselves; Django trusts it for "is this request secure" (redirects, secure
+# cookies, CSRF's referer check). HSTS for a year, subdomains included and preload-ready:
+# lower SECURE_HSTS_SECONDS first if a rollout might need plain HTTP back.
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp) on every response, in every environment (the browser tests
+# see what production sends): the admin, the query API's browsable pages and the API docs
+# (Swagger UI and ReDoc from drf-spectacular-sidecar, same origin) load scripts only from this
+# site, never inline. Styles may be inline: Swagger UI and ReDoc set them at run time. ReDoc
+# runs its search in a blob: worker. With DEBUG on, Django's debug pages go without it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- AWS -------------------------------------------------------------------------------
 # boto3 reads AWS_ENDPOINT_URL, AWS_REGION and credentials from the environment itself;
@@ -186,9 +248,14 @@ AWS_REGION = env("AWS_REGION", env("AWS_DEFAULT_REGION", "us-east-1"))
 AWS_ENDPOINT_URL = env("AWS_ENDPOINT_URL")
 DYNAMODB_TABLE = env_name("DYNAMODB_TABLE", "airticket")
 KINESIS_STREAM = env_name("KINESIS_STREAM", "airticket-changes")
-KINESIS_SHARDS = env_int("KINESIS_SHARDS", 2, minimum=1)
+# Open shards of the change stream (`provision_aws` creates them; `provision_aws --reshard`
+# moves an existing stream to this count with UpdateShardCount, at most double or half a step).
+KINESIS_SHARDS = env_int("KINESIS_SHARDS", 2, minimum=1, maximum=10_000)
 DLQ_QUEUE = env_name("DLQ_QUEUE", "airticket-cdc-dlq")
 CDC_FUNCTION_NAME = env_name("CDC_FUNCTION_NAME", "airticket-cdc")
+# How long reconcile gives the stream to deliver what it scanned before a row that disagrees
+# with its item counts as a difference (more than the CDC's usual lag).
+RECONCILE_SETTLE_SECONDS = env_int("RECONCILE_SETTLE_SECONDS", 5)
 
 # Alarms (`provision_aws --alarms`): the SNS topic they notify, an optional email subscribed
 # to it, and the Zappa stages behind API Gateway (function `<project>-<stage>`, API of the
@@ -200,6 +267,14 @@ if ALARM_EMAIL and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", ALARM_EMAIL):
 ZAPPA_PROJECT = env_name("ZAPPA_PROJECT", "airticket")
 STACK_NAME = env_name("STACK_NAME", "airticket-data")  # `provision_aws --stack` (airticket.stack)
 HTTP_STAGES = env("HTTP_STAGES", "command query").split()
+# API Gateway's stage throttle on those stages (`provision_aws --throttling`), the first line on
+# AWS: requests per second (steady) and the burst, over all callers together. Zappa has no
+# setting for it. It must stay above the per-caller throttles below (a lone caller meets those,
+# in the API's error shape, long before the stage's limit), which a test checks.
+API_THROTTLE_RATE = env_int("API_THROTTLE_RATE", 100, minimum=1)
+API_THROTTLE_BURST = env_int("API_THROTTLE_BURST", 200, minimum=1)
+if API_THROTTLE_BURST < API_THROTTLE_RATE:
+    raise ImproperlyConfigured(f"API_THROTTLE_BURST={API_THROTTLE_BURST} must be at least API_THROTTLE_RATE={API_THROTTLE_RATE}")
 
 # --- Tokens ----------------------------------------------------------------------------
 # Signed with TOKEN_SECRET (defaults to SECRET_KEY) so the command Lambda verifies them
@@ -214,9 +289,13 @@ TOKEN_TTL_SECONDS = env_int("TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=60)
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
 
 # --- CDC -------------------------------------------------------------------------------
-CDC_BATCH_SIZE = env_int("CDC_BATCH_SIZE", 1000, minimum=1)
+CDC_BATCH_SIZE = env_int("CDC_BATCH_SIZE", 1000, minimum=1, maximum=10_000)  # the mapping allows up to 10,000
 CDC_MAX_RETRIES = env_int("CDC_MAX_RETRIES", 5, minimum=0)
 CDC_POLL_INTERVAL_MS = env_int("CDC_POLL_INTERVAL_MS", 200, minimum=10)
+# Concurrent batches per shard (the event source mapping's ParallelizationFactor, 1-10 on AWS;
+# the local poller runs as many lanes per shard). Records of one item keep their order whatever
+# the factor. See docs/SCALING.md for choosing it with KINESIS_SHARDS.
+CDC_PARALLELIZATION_FACTOR = env_int("CDC_PARALLELIZATION_FACTOR", 1, minimum=1, maximum=10)
 
 # --- Email -----------------------------------------------------------------------------
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -238,6 +317,17 @@ REST_FRAMEWORK = {
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "airticket.parsers.ContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # The client address is REMOTE_ADDR (on Lambda, Zappa's reading of API Gateway's), never a
+    # client's own X-Forwarded-For: a throttle keyed on that would be dodged by changing it.
+    "NUM_PROXIES": 0,
+}
+# Command API throttles (`airticket.throttles`), per token identity and per client address; 429
+# with Retry-After. Production defaults: a customer books at human speed, a staff/service token
+# (the ingestor, ops tools) runs batches, an address may carry many customers (a NAT). Locally
+# and in tests they are off unless set (the suite and `ingest demo` send bursts from 127.0.0.1).
+_THROTTLE_DEFAULTS = {"customer": "60/minute", "staff": "600/minute", "address": "1200/minute"}
+COMMAND_THROTTLE_RATES = {
+    scope: env_rate(f"COMMAND_THROTTLE_{scope.upper()}", default if PRODUCTION else "off") for scope, default in _THROTTLE_DEFAULTS.items()
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Air-ticket CQRS API",

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 
 from airticket import aws
-from airticket.provisioning import alarm_definitions, dashboard_body
+from airticket.provisioning import alarm_definitions, dashboard_body, mapping_settings
 
 DESCRIPTION = "air-ticket CQRS data plane: table, change stream, DLQ, CDC trigger, alarms, dashboard"
 
@@ -50,13 +50,7 @@ def _mapping() -> dict:
             "EventSourceArn": {"Fn::GetAtt": ["ChangeStream", "Arn"]},
             "FunctionName": settings.CDC_FUNCTION_NAME,
             "StartingPosition": "TRIM_HORIZON",
-            "BatchSize": settings.CDC_BATCH_SIZE,
-            "MaximumBatchingWindowInSeconds": 1,
-            "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            "BisectBatchOnFunctionError": True,
-            "MaximumRetryAttempts": settings.CDC_MAX_RETRIES,
-            "MaximumRecordAgeInSeconds": 3600,
-            "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}},
+            **mapping_settings(dlq_arn={"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}),
         },
     }
 

@@ -12,7 +12,14 @@ raw multi-row INSERT ceiling, in MariaDB (a database of its own), in one run.
 
 Also the peak memory (tracemalloc) of the handler on one 10,000-record batch.
 
-    .venv/bin/python bench/cdc_bench.py [--records 200000] [--naive 10000] [--write-docs]
+With `--consumers 1,2,4,8`: the same stream (its first --consumer-records records) split by
+partition key over N consumer processes, as Lambda splits it over shards and parallelization
+lanes (an item's records stay in order in one consumer), all writing the one database at once:
+the aggregate events/s for each N, the deadlock and lock-wait retries per batch, the ratios to
+the naive projector and to the ceiling, and whether the read model is the single consumer's.
+Processes, not threads: each concurrent Lambda invocation is a process of its own.
+
+    .venv/bin/python bench/cdc_bench.py [--records 200000] [--naive 10000] [--consumers 1,2,4,8] [--write-docs]
 
 Uses DATABASE_URL (default mysql://root@127.0.0.1:3306/airticket_bench_cdc); creates and
 migrates that database, and truncates its read-model tables.
@@ -20,11 +27,14 @@ migrates that database, and truncates its read-model tables.
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import random
 import time
 import tracemalloc
+import zlib
+from pathlib import Path
 
 from common import setup_django, use_database, write_docs
 
@@ -96,10 +106,10 @@ def events(records: list[dict], size: int) -> list[dict]:
 def truncate() -> None:
     from django.db import connection
 
-    from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightStop
+    from admin_portal.models import Booking, Customer, Flight, FlightEvent, FlightPassengerCount, FlightStop
 
     with connection.cursor() as cursor:
-        for model in (Customer, Flight, FlightStop, Booking, FlightEvent):
+        for model in (Customer, Flight, FlightStop, Booking, FlightEvent, FlightPassengerCount):
             cursor.execute(f"TRUNCATE TABLE {model._meta.db_table}")
 
 
@@ -279,6 +289,119 @@ def final_rows() -> dict[str, int]:
     return {model.__name__: model.objects.count() for model in (Customer, Flight, FlightStop, Booking, FlightEvent)}
 
 
+# --- concurrent consumers -----------------------------------------------------------------------
+
+
+def split_by_key(records: list[dict], consumers: int) -> list[list[dict]]:
+    """Each consumer's share: the records of the partition keys it owns, in stream order (as
+    a shard and a parallelization lane get them)."""
+    shares: list[list[dict]] = [[] for _ in range(consumers)]
+    for record in records:
+        shares[zlib.crc32(record["kinesis"]["partitionKey"].encode()) % consumers].append(record)
+    return shares
+
+
+def _consumer(share: list[dict], ready, start, results) -> None:
+    """One consumer process: Django of its own, then its batches through the handler once
+    every consumer is ready (setting up is not measured)."""
+    setup_django(migrate=False)
+    from airticket import observability
+    from cdc_lambda.batch import CONFLICT_METRICS
+    from cdc_lambda.handler import handler
+
+    ready.wait()
+    start.wait()
+    begun, cpu = time.perf_counter(), time.process_time()
+    batches = events(share, BATCH)
+    for event in batches:
+        if handler(event, None)["batchItemFailures"]:
+            raise SystemExit("the handler reported failures")
+    ended = time.perf_counter()
+    counters = observability.snapshot()
+    retries = {name: counters.get(name, 0) for name in CONFLICT_METRICS.values()}
+    results.put(
+        {"begun": begun, "ended": ended, "cpu": time.process_time() - cpu, "records": len(share), "batches": len(batches), **retries}
+    )
+
+
+def server_cpu_seconds() -> float:
+    """CPU seconds the MariaDB server has used (user + system), from /proc; 0 if not found.
+    The server also serves the other engineers' runs on this machine: an upper bound."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split()
+        except OSError:
+            continue
+        if fields[1] in ("(mariadbd)", "(mysqld)"):
+            return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def run_consumers(records: list[dict], consumers: int) -> dict:
+    """Aggregate events/s of `consumers` processes writing at once, and their conflicts."""
+    from django.db import connections
+
+    from cdc_lambda.batch import CONFLICT_METRICS
+    from tests.cdc.readmodel import checksum
+
+    truncate()
+    connections.close_all()
+    context = multiprocessing.get_context("spawn")  # no fork of this process's threads and connections
+    ready, start, results = context.Barrier(consumers + 1), context.Barrier(consumers + 1), context.Queue()
+    processes = [context.Process(target=_consumer, args=(share, ready, start, results)) for share in split_by_key(records, consumers)]
+    for process in processes:
+        process.start()
+    ready.wait()
+    server_cpu = server_cpu_seconds()
+    start.wait()
+    outcomes = [results.get() for _ in processes]
+    server_cpu = server_cpu_seconds() - server_cpu
+    for process in processes:
+        process.join()
+        if process.exitcode:
+            raise SystemExit(f"a consumer failed ({process.exitcode})")
+    wall = max(o["ended"] for o in outcomes) - min(o["begun"] for o in outcomes)
+    retries = {name: sum(o[name] for o in outcomes) for name in CONFLICT_METRICS.values()}
+    total = sum(o["records"] for o in outcomes)
+    return {
+        "consumers": consumers,
+        "rate": total / wall,
+        # CPU per event in the consumers and in the server, and the share of the machine's CPU
+        # time this run got: with a busy neighbour, adding consumers cannot add CPU.
+        "consumer_us": sum(o["cpu"] for o in outcomes) / total * 1e6,
+        "server_us": server_cpu / total * 1e6,
+        "machine_share": (sum(o["cpu"] for o in outcomes) + server_cpu) / (wall * os.cpu_count()),
+        "batches": sum(o["batches"] for o in outcomes),
+        **retries,
+        "checksum": checksum(),
+        "load": os.getloadavg()[0],
+    }
+
+
+def consumers_table(runs: list[dict], *, naive_rate: float, ceiling_rate: float, records: int, command: str) -> str:
+    base = runs[0]["rate"]
+    lines = [
+        f"`{command}` — {records:,} change records split by partition key over N consumer processes (as Kinesis shards and "
+        f"parallelization lanes split them), batches of {BATCH:,}, all writing one MariaDB on this {os.cpu_count()}-CPU machine.",
+        "",
+        "| consumers | aggregate events/s | × 1 consumer | deadlock retries | lock-wait retries | retries per 100 batches | vs naive | of the ceiling | read model = 1 consumer's | consumer CPU µs/event | MariaDB CPU µs/event | share of the machine's CPU | load average |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        conflicts = run["CdcDeadlockRetries"] + run["CdcLockWaitRetries"]
+        lines.append(
+            f"| {run['consumers']} | {run['rate']:,.0f} | {run['rate'] / base:.2f} | {run['CdcDeadlockRetries']:,.0f} | "
+            f"{run['CdcLockWaitRetries']:,.0f} | {100 * conflicts / run['batches']:.1f} | {run['rate'] / naive_rate:.1f}× | "
+            f"{run['rate'] / ceiling_rate:.2f} | {'yes' if run['checksum'] == runs[0]['checksum'] else 'NO'} | "
+            f"{run['consumer_us']:.0f} | {run['server_us']:.0f} | {100 * run['machine_share']:.0f}% | {run['load']:.1f} |"
+        )
+    four = next((run for run in runs if run["consumers"] == 4), None)
+    if four is not None:
+        verdict = "met" if four["rate"] / base >= 1.5 else "MISSED"
+        lines += ["", f"Target ≥ 1.5× aggregate throughput at 4 consumers over 1: {four['rate'] / base:.2f}×, {verdict}."]
+    return "\n".join(lines)
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -329,8 +452,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--naive", type=int, default=10_000, help="records for the naive projector")
+    parser.add_argument("--consumers", default="", help="comma-separated consumer counts, e.g. 1,2,4,8")
+    parser.add_argument("--consumer-records", type=int, default=50_000, help="records for the --consumers runs")
     parser.add_argument("--write-docs", action="store_true")
     options = parser.parse_args()
+    counts = [int(n) for n in options.consumers.split(",") if n.strip()]
+    if counts and (min(counts) < 1 or counts[0] != 1):
+        parser.error("--consumers starts with 1 (the baseline) and counts at least 1")
     setup_django()
     print(f"building {options.records:,} change records ...", flush=True)
     records = change_records(count=options.records)
@@ -344,7 +472,13 @@ def main() -> None:
     naive_s = run_naive(records[:naive_n])
     print(f"naive: {naive_n / naive_s:,.0f} events/s", flush=True)
     peak_mb = peak_memory(records)
+    runs = []
+    for consumers in counts:
+        runs.append(run_consumers(records[: options.consumer_records], consumers))
+        print(f"{consumers} consumers: {runs[-1]['rate']:,.0f} events/s", flush=True)
     command = f".venv/bin/python bench/cdc_bench.py --records {options.records} --naive {options.naive}"
+    if counts:
+        command += f" --consumers {options.consumers} --consumer-records {options.consumer_records}"
     body = report(
         records=options.records,
         handler_s=handler_s,
@@ -358,6 +492,14 @@ def main() -> None:
         rows=rows,
         command=command,
     )
+    if runs:
+        body += "\n\n### Concurrent consumers\n\n" + consumers_table(
+            runs,
+            naive_rate=naive_n / naive_s,
+            ceiling_rate=options.records / ceiling_s,
+            records=min(options.consumer_records, len(records)),
+            command=command,
+        )
     print(body)
     if options.write_docs:
         write_docs("## CDC projection", body)

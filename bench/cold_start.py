@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    from airticket.local import free_port
+    from airticket.local.supervisor import free_port
 
     port = free_port()
     env = {

@@ -19,7 +19,7 @@ def use_database(name: str) -> None:
     os.environ.setdefault("AIRTICKET_ENV", "local")
 
 
-def setup_django() -> None:
+def setup_django(*, migrate: bool = True) -> None:
     """Django on the benchmark's database, created and migrated if need be."""
     import io
 
@@ -27,8 +27,9 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     django.setup()
-    call_command("ensure_database", stdout=io.StringIO())
-    call_command("migrate", verbosity=0)
+    if migrate:
+        call_command("ensure_database", stdout=io.StringIO())
+        call_command("migrate", verbosity=0)
 
 
 def write_docs(heading: str, body: str) -> None:

@@ -30,12 +30,12 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
 
-    from airticket import local
+    from airticket.local import supervisor
 
     with tempfile.TemporaryDirectory() as tmp:
         mail_dir = Path(tmp) / "mail"
         # Its own moto state too: a run must not start from the tables of an earlier one.
-        env = local.child_environment(
+        env = supervisor.child_environment(
             DATABASE_URL=os.environ["DATABASE_URL"],
             EMAIL_FILE_PATH=str(mail_dir),
             LOG_LEVEL="WARNING",
@@ -47,9 +47,9 @@ def main() -> None:
 
         call_command("flush", interactive=False, verbosity=0)
         log = Path(tmp) / "runlocal.log"
-        system = local.spawn(env, log)
+        system = supervisor.spawn(env, log)
         try:
-            local.wait_running(system, log)
+            supervisor.wait_running(system, log)
             from airticket.auth import STAFF, issue_token
 
             body = run(Api(f"http://127.0.0.1:{env['PORT']}", issue_token(role=STAFF)), args, mail_dir)
@@ -57,7 +57,7 @@ def main() -> None:
             print("runlocal log (tail):\n" + log.read_text()[-4000:], file=sys.stderr)
             raise
         finally:
-            local.interrupt(system)
+            supervisor.interrupt(system)
     print(body)
     if args.write_docs:
         write_docs("## Irregular operations: mass cancellation", body)

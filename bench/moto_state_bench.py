@@ -1,4 +1,4 @@
-"""What keeping DynamoDB on disk costs the local system (`moto_local --state`, what `make run`
+"""What keeping DynamoDB on disk costs the local system (`moto_server --state`, what `make run`
 uses): the rate of single-client conditional writes with and without the journal, and the time
 a restart takes to restore N items (after a kill -9, so from the snapshot plus the journal).
 
@@ -22,13 +22,13 @@ import boto3
 import requests
 from common import ROOT, write_docs
 
-from airticket.local import free_port
+from airticket.local.supervisor import free_port
 
 TABLE = "bench"
 
 
 def start(port: int, state: Path | None) -> tuple[subprocess.Popen, float]:
-    argv = [sys.executable, "-m", "airticket.moto_local", "127.0.0.1", str(port), *(["--state", str(state)] if state else [])]
+    argv = [sys.executable, "-m", "airticket.local.moto_server", "127.0.0.1", str(port), *(["--state", str(state)] if state else [])]
     began = time.monotonic()
     process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while True:
@@ -110,7 +110,7 @@ def main() -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(f"| {label} | **{rate:.0f} conditional puts/s** |" for label, rate in rates.items())
     body = f"""`.venv/bin/python bench/moto_state_bench.py --writes {options.writes} --items {options.items}`: what keeping
-DynamoDB on disk costs `make run` (`airticket/moto_local.py`, `Store`). One client thread, conditional
+DynamoDB on disk costs `make run` (`airticket/local/moto_server.py`, `Store`). One client thread, conditional
 `PutItem`s against a moto server of its own, without and with the journal (every write's item
 image appended and flushed to the OS before moto answers). Then {options.items:,} items written in
 batches, moto killed with SIGKILL (no snapshot at stop), and started again: the restart replays

@@ -143,18 +143,20 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=60)
     args = parser.parse_args()
 
-    from airticket import local
+    from airticket.local import supervisor
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = local.child_environment(DATABASE_URL=os.environ["DATABASE_URL"], EMAIL_FILE_PATH=f"{tmp}/mail", LOG_LEVEL="WARNING")
+        env = supervisor.child_environment(
+            DATABASE_URL=os.environ["DATABASE_URL"], EMAIL_FILE_PATH=f"{tmp}/mail", LOG_LEVEL="WARNING", LOCAL_STATE_DIR=f"{tmp}/state"
+        )
         setup_django()
         from django.core.management import call_command
 
         call_command("flush", interactive=False, verbosity=0)
         log = Path(tmp) / "runlocal.log"
-        system = local.spawn(env, log)
+        system = supervisor.spawn(env, log)
         try:
-            local.wait_running(system, log)
+            supervisor.wait_running(system, log)
             from airticket.auth import STAFF, issue_token
 
             run(Api(f"http://127.0.0.1:{env['PORT']}", issue_token(role=STAFF)), args)
@@ -162,7 +164,7 @@ def main() -> None:
             print("runlocal log (tail):\n" + log.read_text()[-4000:], file=sys.stderr)
             raise
         finally:
-            local.interrupt(system)
+            supervisor.interrupt(system)
 
 
 def run(api: Api, args) -> None:

@@ -3,6 +3,8 @@ with transfer stops so city queries have something to find at a transfer."""
 
 from datetime import date, timedelta
 
+from .services import origin_today
+
 DEMO_FLIGHTS = [
     # number, origin, transfers, destination, departs, arrives, capacity
     ("MU5159", "SHA", [], "PEK", "08:00", "10:20", 180),
@@ -17,5 +19,7 @@ DEMO_FLIGHTS = [
 
 
 def demo_dates(*, start: date | None = None, days: int = 14) -> list[str]:
-    first = start or date.today()
+    """The demo's flight dates, from the first day every demo origin still accepts: a flight is
+    dated by its origin's calendar, and in Asia the date can be a day ahead of the UTC one."""
+    first = start or max(origin_today(origin=origin) for _, origin, *_ in DEMO_FLIGHTS)
     return [(first + timedelta(days=offset)).isoformat() for offset in range(days)]

@@ -2,15 +2,15 @@
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from airticket.auth import IsStaff
+from airticket.throttles import CommandApi
 
 from . import maintenance
 from .serializers import InitResultSerializer, TruncateResultSerializer
 
 
-class InitView(APIView):
+class InitView(CommandApi):
     permission_classes = [IsStaff]
 
     @extend_schema(request=None, responses={200: InitResultSerializer})
@@ -18,7 +18,7 @@ class InitView(APIView):
         return Response({"steps": maintenance.system_init()})
 
 
-class TruncateView(APIView):
+class TruncateView(CommandApi):
     permission_classes = [IsStaff]
 
     @extend_schema(request=None, responses={200: TruncateResultSerializer})

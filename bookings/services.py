@@ -11,10 +11,13 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from datetime import time as clock_time
+from zoneinfo import ZoneInfo
 
 from airticket import observability
-from airticket.errors import Conflict, NotFound, PreconditionFailed
+from airticket.airports import airports
+from airticket.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 
 from . import repository as repo
 from .repository import ConditionFailed
@@ -143,6 +146,39 @@ def customer_update(
 # --- flights --------------------------------------------------------------------------------
 
 
+# A flight is dated by its origin's calendar. It can be created from that airport's today up to
+# the end of the year this many years ahead: airlines sell about a year out, the margin leaves room for long-range
+# schedules, and a year-9999 (or year-1) typo is refused rather than booked.
+FLIGHT_HORIZON_YEARS = 10
+
+
+def origin_today(*, origin: str) -> date:
+    """Today's date at an airport, by the clock the code reads."""
+    return datetime.now(UTC).astimezone(ZoneInfo(airports()[origin]["tz"])).date()
+
+
+def flight_departure(*, flight: dict) -> datetime:
+    """When a flight leaves (its current schedule), as an aware instant."""
+    local = datetime.combine(date.fromisoformat(flight["flight_date"]), clock_time.fromisoformat(flight["departure_time"]))
+    return local.replace(tzinfo=ZoneInfo(airports()[flight["origin"]]["tz"]))
+
+
+def _flight_date_check(*, flight_date: str, origin: str) -> None:
+    today = origin_today(origin=origin)
+    day = date.fromisoformat(flight_date)
+    if day < today:
+        raise BadRequest(
+            f"flight date {flight_date} is in the past at {origin} (today there is {today})",
+            fields={"flight_date": f"must be {today} or later (the date at {origin})"},
+        )
+    latest = date(today.year + FLIGHT_HORIZON_YEARS, 12, 31)
+    if day > latest:
+        raise BadRequest(
+            f"flight date {flight_date} is more than {FLIGHT_HORIZON_YEARS} years ahead",
+            fields={"flight_date": f"must be {latest} or earlier"},
+        )
+
+
 def flight_create(
     *,
     flight_number: str,
@@ -155,6 +191,7 @@ def flight_create(
     capacity: int,
     record: Recorder | None = None,
 ) -> dict:
+    _flight_date_check(flight_date=flight_date, origin=origin)
     now = _now()
     item = {
         "entity": repo.FLIGHT,
@@ -341,6 +378,14 @@ def _flight_to_book(flight_number: str, flight_date: str, *, fresh: bool) -> dic
     return flight
 
 
+def _flight_not_departed(flight: dict) -> dict:
+    """A flight that has left (by its current schedule) takes no new bookings: 409, a state the
+    caller cannot change by fixing the request. Checked on the cached copy too: time moves on."""
+    if flight_departure(flight=flight) <= datetime.now(UTC):
+        raise Conflict(f"flight {flight['flight_number']} on {flight['flight_date']} has departed", code="flight_departed")
+    return flight
+
+
 def _bookable_flight(flight_number: str, flight_date: str) -> dict:
     flight = flight_get(flight_number=flight_number, flight_date=flight_date)
     if flight["status"] == FLIGHT_CANCELLED:
@@ -369,7 +414,7 @@ def _guard_release(customer_id: str, flight_number: str, flight_date: str, order
 def order_place(*, customer_id: str, flight_number: str, flight_date: str, record: Recorder | None = None) -> dict:
     """Book a seat: the order, its guard and the flight's seat count change in one transaction."""
     for attempt in range(_RETRIES):
-        flight = _flight_to_book(flight_number, flight_date, fresh=attempt > 0)
+        flight = _flight_not_departed(_flight_to_book(flight_number, flight_date, fresh=attempt > 0))
         now = _now()
         order_id = uuid.uuid4().hex
         order = {
@@ -452,7 +497,7 @@ def order_change(
             raise Conflict("only an ORDERED booking can be changed", code="order_not_active")
         if (order["flight_number"], order["flight_date"]) == (flight_number, flight_date):
             return order
-        flight = _flight_to_book(flight_number, flight_date, fresh=attempt > 0)
+        flight = _flight_not_departed(_flight_to_book(flight_number, flight_date, fresh=attempt > 0))
         now = _now()
         changes = _route(flight)
         actions = [

@@ -4,9 +4,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from airticket.auth import IsStaff
+from airticket.throttles import CommandApi
 
 from . import idempotency, services
 from .http import Precondition, customer_etag, expected_version, if_match, versioned
@@ -36,17 +36,32 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     description="replays the first response for the same key and body",
     pattern=r"^[!-~]{1,255}$",
 )
-IF_MATCH_HEADER = OpenApiParameter(
-    "If-Match",
-    str,
-    OpenApiParameter.HEADER,
-    description='the ETag you read ("3"), or *; a stale or weak one is 412',
-    pattern=r'^(\*|"[0-9]{1,18}(\.[0-9a-f]{16})?"|[0-9]{1,18})$',
-)
+# Each If-Match names what that operation's ETag is: an order's or a flight's tag is its version
+# ("3"); a customer's is its profile version ("3", from PATCH) or that plus the digest of its
+# orders ("3.5f0c...", from GET with the orders). A bare version (3) is accepted as it always was.
+_VERSION_TAG = r'"[0-9]{1,18}"'
+_CUSTOMER_TAG = r'"[0-9]{1,18}(\.[0-9a-f]{16})?"'
+
+
+def if_match_header(tag: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        "If-Match",
+        str,
+        OpenApiParameter.HEADER,
+        description='the ETag you read ("3"), or *; a stale or weak one is 412',
+        pattern=rf"^(\*|{tag}|[0-9]{{1,18}})$",
+    )
+
+
+def etag_header(tag: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter("ETag", str, OpenApiParameter.HEADER, response=True, description=description, pattern=f"^{tag}$")
+
+
+ITEM_IF_MATCH = if_match_header(_VERSION_TAG)
+CUSTOMER_IF_MATCH = if_match_header(_CUSTOMER_TAG)
 # Every command answer carries the entity tag of what it returns.
-ETAG_HEADER = OpenApiParameter(
-    "ETag", str, OpenApiParameter.HEADER, response=True, description='the version of the returned item, quoted ("3")'
-)
+ETAG_HEADER = etag_header(_VERSION_TAG, 'the version of the returned item, quoted ("3")')
+CUSTOMER_ETAG_HEADER = etag_header(r'"[0-9]{1,18}\.[0-9a-f]{16}"', 'the profile\'s version and a digest of the orders ("3.5f0c...")')
 
 
 def validated(serializer_class, data) -> dict:
@@ -55,7 +70,7 @@ def validated(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
-class CustomerScoped(APIView):
+class CustomerScoped(CommandApi):
     """Customer-scoped endpoints: a customer token acts only on its own id."""
 
     def customer_id(self, request, kwargs) -> str:
@@ -65,7 +80,7 @@ class CustomerScoped(APIView):
         return customer_id
 
 
-class CustomerListView(APIView):
+class CustomerListView(CommandApi):
     @extend_schema(
         request=CustomerCreateSerializer, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={201: CustomerRecordSerializer}
     )
@@ -79,12 +94,12 @@ class CustomerListView(APIView):
 
 
 class CustomerDetailView(CustomerScoped):
-    @extend_schema(parameters=[ETAG_HEADER], responses={200: CustomerWithOrdersSerializer})
+    @extend_schema(parameters=[CUSTOMER_ETAG_HEADER], responses={200: CustomerWithOrdersSerializer})
     def get(self, request, **kwargs):
         customer = services.customer_get_with_orders(customer_id=self.customer_id(request, kwargs))
         return versioned(customer, tag=customer_etag(customer))
 
-    @extend_schema(request=CustomerUpdateSerializer, parameters=[IF_MATCH_HEADER, ETAG_HEADER], responses={200: CustomerRecordSerializer})
+    @extend_schema(request=CustomerUpdateSerializer, parameters=[CUSTOMER_IF_MATCH, ETAG_HEADER], responses={200: CustomerRecordSerializer})
     def patch(self, request, **kwargs):
         customer_id = self.customer_id(request, kwargs)
         changes = validated(CustomerUpdateSerializer, request.data)
@@ -127,7 +142,7 @@ class OrderDetailView(OrderScoped):
     def get(self, request, **kwargs):
         return versioned(services.order_get(**self.ids(request, kwargs)))
 
-    @extend_schema(request=OrderChangeSerializer, parameters=[IF_MATCH_HEADER, ETAG_HEADER], responses={200: OrderRecordSerializer})
+    @extend_schema(request=OrderChangeSerializer, parameters=[ITEM_IF_MATCH, ETAG_HEADER], responses={200: OrderRecordSerializer})
     def patch(self, request, **kwargs):
         ids = self.ids(request, kwargs)
         data = validated(OrderChangeSerializer, request.data)
@@ -141,7 +156,7 @@ class OrderCancelView(OrderScoped):
         return idempotency.run(request, lambda record: services.order_cancel(**ids), status_code=status.HTTP_200_OK)
 
 
-class FlightListView(APIView):
+class FlightListView(CommandApi):
     permission_classes = [IsStaff]
 
     @extend_schema(request=FlightCreateSerializer, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={201: FlightRecordSerializer})
@@ -150,21 +165,21 @@ class FlightListView(APIView):
         return idempotency.run(request, lambda record: services.flight_create(**data, record=record), status_code=status.HTTP_201_CREATED)
 
 
-class FlightDetailView(APIView):
+class FlightDetailView(CommandApi):
     permission_classes = [IsStaff]
 
     @extend_schema(parameters=[ETAG_HEADER], responses={200: FlightRecordSerializer})
     def get(self, request, **kwargs):
         return versioned(services.flight_get(**validated(FlightPathSerializer, kwargs)))
 
-    @extend_schema(request=FlightRescheduleSerializer, parameters=[IF_MATCH_HEADER, ETAG_HEADER], responses={200: FlightRecordSerializer})
+    @extend_schema(request=FlightRescheduleSerializer, parameters=[ITEM_IF_MATCH, ETAG_HEADER], responses={200: FlightRecordSerializer})
     def patch(self, request, **kwargs):
         key = validated(FlightPathSerializer, kwargs)
         data = validated(FlightRescheduleSerializer, request.data)
         return versioned(services.flight_reschedule(**key, **data, expected_version=expected_version(if_match(request))))
 
 
-class FlightCancelView(APIView):
+class FlightCancelView(CommandApi):
     permission_classes = [IsStaff]
 
     @extend_schema(request=None, parameters=[IDEMPOTENCY_HEADER, ETAG_HEADER], responses={200: FlightRecordSerializer})

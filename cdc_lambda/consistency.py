@@ -9,34 +9,33 @@ one side only). /healthz and the operations page show the latest result (`Consis
 The fingerprint is cheap: per entity, the number of live items and the sum of their versions,
 on each side. They are compared once the CDC has drained (the bridge and the poller have been
 through every shard since the check began and nothing waits after their checkpoints), so
-changes still in flight are not taken for a divergence. When they differ,
-the items are compared key by key, by the projection's own rank (creation time, version):
-- missing or older in the read model: the item's current image goes on the stream again, as the
-  streaming destination writes it; the projection applies it (a repeat is a no-op);
-- a ghost (live in the read model, gone from DynamoDB): a REMOVE record whose old image is
-  rebuilt from the row goes on the stream, and the projection leaves its tombstone;
+changes still in flight are not taken for a divergence. When they differ, reconcile
+(`rebuild.reconcile`) compares them item by item, by the projection's own rank (creation time,
+version), and with `repair` brings the read model in line through the projection's own path:
+- missing or older in the read model: the item is projected again (a repeat is a no-op);
+- a ghost (live in the read model, gone from DynamoDB): the projection leaves its tombstone,
+  one version past the row;
 - newer in the read model than in DynamoDB (DynamoDB lost writes that were projected): the
   projection never goes back, so this is reported, with `make reset` as the way out.
-The repairs are change records on the stream, never writes to the read models.
+The repairs go through the projection's conditional upserts, never around them, so the stream
+applied meanwhile still wins where it is newer.
 """
 
-import base64
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from admin_portal.models import Booking, ConsistencyCheck, ConsistencyOutcome, Customer, Flight, ShardCheckpoint
+from admin_portal.models import ConsistencyCheck, ConsistencyOutcome, ShardCheckpoint
 from airticket import aws
-from bookings import repository as repo
 
-from . import bridge, checkpoints
-from .decode import CUSTOMER, FLIGHT, ORDER, TARGETS, Change, Poison, decode
+from . import checkpoints, rebuild
+from .decode import CUSTOMER, FLIGHT, ORDER, TARGETS
 
 logger = logging.getLogger(__name__)
 
@@ -75,136 +74,39 @@ def query_fingerprint() -> Fingerprint:
     return found
 
 
-# --- key by key ----------------------------------------------------------------------------------
+# --- key by key: reconcile's comparison -----------------------------------------------------
 
-
-def _instant(value) -> datetime:
-    """A rank's creation time as a naive UTC datetime (the change carries text, the row a datetime)."""
-    if value is None or value == "":
-        return datetime.min
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
-
-
-def _record(event_name: str, keys: dict, image: dict) -> dict:
-    """A DynamoDB Streams record (boto3's shape) for an image, as the table's stream would carry it."""
-    which = "OldImage" if event_name == "REMOVE" else "NewImage"
-    return {"eventName": event_name, "dynamodb": {"Keys": keys, which: image, "ApproximateCreationDateTime": time.time()}}
-
-
-def _decoded(entry: dict) -> Change | None:
-    return decode({"kinesis": {"data": base64.b64encode(entry["Data"]).decode()}})
+# Reconcile's kinds of difference (`rebuild.Report`), as the check reports them.
+_KINDS = {
+    "missing": (rebuild.MISSING, rebuild.STALE, rebuild.STOPS),
+    "ghosts": (rebuild.EXTRA,),
+    "ahead": (rebuild.AHEAD,),
+    "unprojectable": (rebuild.UNREADABLE,),
+}
 
 
 @dataclass
 class Difference:
-    missing: list[tuple[str, str]] = field(default_factory=list)  # (entity, key)
-    ghosts: list[tuple[str, str]] = field(default_factory=list)
-    ahead: list[tuple[str, str]] = field(default_factory=list)
-    unprojectable: list[str] = field(default_factory=list)
-    repairs: list[dict] = field(default_factory=list)  # PutRecords entries
+    """How many items differ, by kind, with example keys."""
 
-    def examples(self) -> dict[str, list[str]]:
-        kinds = {"missing": self.missing, "ghosts": self.ghosts, "ahead": self.ahead}
-        found = {kind: [f"{entity.lower()} {key}" for entity, key in keys[:EXAMPLES]] for kind, keys in kinds.items() if keys}
-        if self.unprojectable:
-            found["unprojectable"] = self.unprojectable[:EXAMPLES]
-        return found
+    missing: int = 0
+    ghosts: int = 0
+    ahead: int = 0
+    unprojectable: int = 0
+    examples: dict[str, list[str]] = field(default_factory=dict)
 
-
-def _stored_ranks() -> dict[str, dict[str, tuple[datetime, int, bool]]]:
-    """Every read-model row's (created_at, version, deleted), per entity. Read before DynamoDB is
-    scanned: a row projected meanwhile cannot then pass for a ghost."""
-    ranks: dict[str, dict[str, tuple[datetime, int, bool]]] = {}
-    for entity in ENTITIES:
-        model = TARGETS[entity].model
-        rows = model.objects.values_list("pk", "created_at", "version", "deleted").iterator(chunk_size=5000)
-        ranks[entity] = {key: (_instant(created), version, deleted) for key, created, version, deleted in rows}
-    return ranks
-
-
-def compare() -> Difference:
-    difference = Difference()
-    stored = _stored_ranks()
-    present: dict[str, set[str]] = {entity: set() for entity in ENTITIES}
-    for item in _scan():
-        keys = {"PK": item["PK"], "SK": item["SK"]}
-        entry = bridge.to_kinesis_record(_record("INSERT", keys, item))
-        try:
-            change = _decoded(entry)
-        except Poison as exc:
-            difference.unprojectable.append(f"{item['PK'].get('S')}|{item['SK'].get('S')}: {exc}"[:200])
-            continue
-        if change is None:  # booking guards, idempotency records: not projected
-            continue
-        present[change.entity].add(change.key)
-        rank = (_instant(change.rank[0]), change.version)
-        row = stored[change.entity].get(change.key)
-        if row is None or row[:2] < rank:  # absent, older, or an older incarnation's tombstone
-            difference.missing.append((change.entity, change.key))
-            difference.repairs.append(entry)
-        elif row[:2] > rank or row[2]:  # newer, or removed in the read model only
-            difference.ahead.append((change.entity, change.key))
-    for entity in ENTITIES:
-        ghosts = sorted(key for key, (_, _, deleted) in stored[entity].items() if not deleted and key not in present[entity])
-        difference.ghosts += [(entity, key) for key in ghosts]
-        difference.repairs += [_removal(row) for row in TARGETS[entity].model.objects.filter(pk__in=ghosts)]
-    return difference
-
-
-def _dynamo_time(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _stamps(row) -> dict:
-    return {
-        "version": row.version,
-        "created_at": _dynamo_time(row.created_at),
-        "updated_at": _dynamo_time(row.updated_at or row.created_at),
-    }
-
-
-def _route(row, origin: str, destination: str) -> dict:
-    return {
-        "origin": origin,
-        "transfers": list(row.transfers),
-        "destination": destination,
-        "departure_time": row.departure_time.isoformat(),
-        "arrival_time": row.arrival_time.isoformat(),
-    }
-
-
-def _customer_image(row: Customer) -> tuple[dict, dict]:
-    image = {"entity": repo.CUSTOMER, "customer_id": row.customer_id, **_stamps(row)}
-    image |= {"full_name": row.full_name, "mobile": row.mobile, "email": row.email}
-    return repo.customer_key(row.customer_id), image
-
-
-def _order_image(row: Booking) -> tuple[dict, dict]:
-    image = {"entity": repo.ORDER, "order_id": row.order_id, "customer_id": row.customer_id, **_stamps(row)}
-    image |= {"flight_number": row.flight_number, "flight_date": row.flight_date.isoformat(), "status": row.status}
-    image |= _route(row, row.origin, row.destination)
-    return repo.order_key(row.customer_id, row.order_id), image
-
-
-def _flight_image(row: Flight) -> tuple[dict, dict]:
-    image = {"entity": repo.FLIGHT, "flight_number": row.flight_number, "flight_date": row.flight_date.isoformat(), **_stamps(row)}
-    image |= {"capacity": row.capacity, "seats_booked": row.seats_booked, "status": row.status}
-    image |= _route(row, row.origin_id, row.destination_id)
-    return repo.flight_key(row.flight_number, row.flight_date.isoformat()), image
-
-
-_IMAGES: dict[type, Callable] = {Customer: _customer_image, Booking: _order_image, Flight: _flight_image}
-
-
-def _removal(row) -> dict:
-    """A REMOVE record for a ghost row: its old image is the row as projected, so the projection
-    leaves a tombstone one version past it (and a later incarnation of the item still wins)."""
-    keys, image = _IMAGES[type(row)](row)
-    return bridge.to_kinesis_record(_record("REMOVE", repo.marshal(keys), repo.marshal(image)))
+    @classmethod
+    def of(cls, report: rebuild.Report) -> "Difference":
+        difference = cls()
+        for name, kinds in _KINDS.items():
+            for entity in (*ENTITIES, rebuild.COUNTS):
+                for kind in kinds:
+                    count = report.counts.get(entity, {}).get(kind, 0)
+                    if count:
+                        setattr(difference, name, getattr(difference, name) + count)
+                        found = difference.examples.setdefault(name, [])
+                        found += [f"{entity.lower()} {key}" for key in report.samples[entity][kind]][: EXAMPLES - len(found)]
+        return difference
 
 
 # --- the check at start --------------------------------------------------------------------------
@@ -287,13 +189,13 @@ def _counts(fingerprint: Fingerprint) -> str:
 def _describe(difference: Difference) -> str:
     parts = []
     if difference.missing:
-        parts.append(f"{len(difference.missing)} missing or older in the read model (sent through the stream again)")
+        parts.append(f"{difference.missing} missing or older in the read model (projected again)")
     if difference.ghosts:
-        parts.append(f"{len(difference.ghosts)} ghost(s) in the read model, gone from DynamoDB (removed through the stream)")
+        parts.append(f"{difference.ghosts} ghost(s) in the read model, gone from DynamoDB (tombstoned)")
     if difference.ahead:
-        parts.append(f"{len(difference.ahead)} newer in the read model than in DynamoDB (cannot be undone by the projection: `make reset`)")
+        parts.append(f"{difference.ahead} newer in the read model than in DynamoDB (cannot be undone by the projection: `make reset`)")
     if difference.unprojectable:
-        parts.append(f"{len(difference.unprojectable)} DynamoDB item(s) the projection cannot read")
+        parts.append(f"{difference.unprojectable} DynamoDB item(s) the projection cannot read")
     return "; ".join(parts) or "no item differs by key (the fingerprints still disagree)"
 
 
@@ -305,11 +207,9 @@ def check(*, repair: bool, settle_seconds: float = 60, wait_seconds: float = 60)
     if query_side == command_side:
         summary = f"command and query sides agree ({_counts(command_side)})"
         return _record_check(ConsistencyOutcome.AGREED, command_side, query_side, Difference(), 0, summary)
-    difference = compare()
-    resent = 0
-    if repair and difference.repairs:
-        bridge.put_records(entries=difference.repairs)
-        resent = len(difference.repairs)
+    report = rebuild.reconcile(repair=repair)
+    difference = Difference.of(report)
+    resent = report.repaired
     repaired = repair and not difference.ahead and not difference.unprojectable and _wait_for_agreement(seconds=wait_seconds)
     outcome = ConsistencyOutcome.REPAIRED if repaired else ConsistencyOutcome.DIVERGED
     summary = (
@@ -326,11 +226,11 @@ def _record_check(outcome, command_side, query_side, difference: Difference, res
         outcome=outcome,
         command_side=command_side,
         query_side=query_side,
-        ghosts=len(difference.ghosts),
-        missing=len(difference.missing),
-        ahead=len(difference.ahead),
+        ghosts=difference.ghosts,
+        missing=difference.missing,
+        ahead=difference.ahead,
         resent=resent,
-        examples=difference.examples(),
+        examples=difference.examples,
         summary=summary,
     )
 

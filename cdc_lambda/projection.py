@@ -3,13 +3,22 @@ in one transaction, on MySQL/MariaDB and on SQLite.
 
 The batch arrives in chunks of at most `batch.CHUNK` records. Per chunk: one conditional upsert
 of its bookings. Once per batch: for flights one locking SELECT of the stored versions (to know
-whose route stops to replace), one DELETE and one INSERT of stops, one conditional upsert; one
-conditional upsert of customers; one INSERT of flight events that ignores duplicates. (A
+whose route stops to replace), one DELETE and one INSERT of stops, one conditional upsert; for customers one
+plain SELECT of the stored versions (to count the changes the guard refuses) and one
+conditional upsert; one INSERT of flight events that ignores duplicates. (A
 statement is also split to stay under the driver's limits, only for very large batches.)
 
 Bookings also move their flight's passenger counts (`FlightPassengerCount`): one locking
 SELECT of the stored bookings per chunk, one upsert of the deltas per batch; and reopen the
 processed events of flights that gained a booking (one UPDATE).
+
+Concurrent batches (other shards, other lanes of a shard: see `poller`) never write the same
+booking, customer or flight row, because an item's changes share a partition key, hence a shard
+and a lane. What they share is the per-flight count rows (hot: a popular flight's bookings come
+from every shard) and index pages. Rows are locked in key order within each statement, and the
+count rows last, once per batch (see `apply`). The isolation level is READ COMMITTED (Django's
+MySQL default), so the locking SELECTs take no gap locks. A deadlock or a lock wait timeout that
+remains is retried in place by `batch.process` and counted.
 
 Every upsert is conditional on the incoming change being newer than the stored row (see
 `Change.rank`), inside the statement itself, so a stale or repeated change is a no-op even
@@ -47,7 +56,9 @@ _COUNT_COLUMNS = ("flight_id", "status", "passengers")
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """Rows sent per table (a key in several chunks of a batch counts once per chunk)."""
+    """Changes applied per table: those newer than the stored row when they reached it, by the
+    upsert's own rule (a key won in several chunks of a batch counts once per chunk). A change
+    the version guard refused (a replay, an older version delivered late) is not counted."""
 
     customers: int
     bookings: int
@@ -138,36 +149,49 @@ def _upsert(cursor, *, entity: str, changes: list[Change], projected_at: str) ->
         cursor.execute(sql, params)
 
 
-def _stored(cursor, *, entity: str, keys: list[str], extra: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """Stored rows of `keys`, locked until the transaction ends: key -> (rank, *extra)."""
+def stored_rows(cursor, *, entity: str, keys: Sequence[str], columns: Sequence[str] | None = None, lock: bool = False) -> dict[str, tuple]:
+    """Stored rows of `keys`: key -> the row's `columns` (the entity's key first; by default
+    every `TARGETS` column, in order), as the database returns them. With `lock`, locked until
+    the transaction ends."""
     target = TARGETS[entity]
-    found: dict[str, tuple] = {}
-    lock = " FOR UPDATE" if connection.vendor == "mysql" else ""  # SQLite: one writer at a time anyway
     key = target.columns[0]
-    columns = ", ".join(_q(c) for c in (key, "created_at", "version", *extra))
-    select = f"SELECT {columns} FROM {_q(target.table)}"  # noqa: S608 (identifiers from the model)
+    columns = target.columns if columns is None else (key, *columns)
+    lock_sql = " FOR UPDATE" if lock and connection.vendor == "mysql" else ""  # SQLite: one writer at a time anyway
+    select = f"SELECT {', '.join(_q(c) for c in columns)} FROM {_q(target.table)}"  # noqa: S608 (identifiers from the model)
+    found: dict[str, tuple] = {}
     for chunk in _chunks(keys, 1):
-        cursor.execute(_where_in_sql(select, key, len(chunk)) + lock, list(chunk))
-        # str() of the naive datetime is the text the changes carry (see decode.Image.instant).
-        found.update(
-            (row_key, (("" if created is None else str(created), version), *rest)) for row_key, created, version, *rest in cursor.fetchall()
-        )
+        cursor.execute(_where_in_sql(select, key, len(chunk)) + lock_sql, list(chunk))
+        found.update((row[0], row) for row in cursor.fetchall())
     return found
 
 
-def _stored_ranks(cursor, *, keys: list[str]) -> dict[str, tuple[str, int]]:
-    return {key: rank for key, (rank,) in _stored(cursor, entity=FLIGHT, keys=keys).items()}
+def _stored(cursor, *, entity: str, keys: list[str], extra: tuple[str, ...] = (), lock: bool = True) -> dict[str, tuple]:
+    """Stored rows of `keys` (locked until the transaction ends, by default): key -> (rank, *extra)."""
+    rows = stored_rows(cursor, entity=entity, keys=keys, columns=("created_at", "version", *extra), lock=lock)
+    # str() of the naive datetime is the text the changes carry (see decode.Image.instant).
+    return {key: (("" if created is None else str(created), version), *rest) for key, (_, created, version, *rest) in rows.items()}
 
 
-def _count_changes(cursor, *, bookings: Iterable[Change], deltas: Counter, arrived: set[str]) -> None:
+def _stored_ranks(cursor, *, entity: str, keys: list[str], lock: bool) -> dict[str, tuple[str, int]]:
+    return {key: rank for key, (rank,) in _stored(cursor, entity=entity, keys=keys, lock=lock).items()}
+
+
+def _winners(cursor, *, entity: str, changes: list[Change], lock: bool = True) -> list[Change]:
+    """The changes the conditional upsert will apply: newer than the stored row."""
+    stored = _stored_ranks(cursor, entity=entity, keys=sorted(c.key for c in changes), lock=lock)
+    return [c for c in changes if c.key not in stored or c.rank > stored[c.key]]
+
+
+def _count_changes(cursor, *, bookings: Iterable[Change], deltas: Counter, arrived: set[str]) -> int:
     """Before a chunk's booking upsert: what each winning change does to its flight's passenger
     counts (the stored row leaves its (flight, status), the new one joins its own). Read from
     the locked stored rows, with the upsert's own rule for who wins, so a duplicate, a stale
     change or a replay moves nothing. `arrived` collects the flights that gained an ORDERED
-    booking."""
+    booking. Returns how many of the changes win."""
     bookings = sorted(bookings, key=lambda c: c.key)
     if not bookings:
-        return
+        return 0
+    won = 0
     stored = _stored(cursor, entity=ORDER, keys=[c.key for c in bookings], extra=("flight_id", "status", "deleted"))
     for change in bookings:
         old = stored.get(change.key)
@@ -177,11 +201,13 @@ def _count_changes(cursor, *, bookings: Iterable[Change], deltas: Counter, arriv
                 continue
             if not deleted:
                 deltas[flight, status] -= 1
+        won += 1
         if not change.deleted:
             flight, status = change.row[_BOOKING_FLIGHT], change.row[_BOOKING_STATUS]
             deltas[flight, status] += 1
             if status == BookingStatus.ORDERED:
                 arrived.add(flight)
+    return won
 
 
 def _add_counts(cursor, *, deltas: Counter) -> None:
@@ -218,10 +244,8 @@ def stop_rows(change: Change) -> list[tuple]:
     return [(change.key, seq, code, kind, str(day), None if at is None else str(at)) for seq, code, kind, day, at in stops]
 
 
-def _replace_stops(cursor, *, flights: list[Change]) -> None:
+def _replace_stops(cursor, *, winners: list[Change]) -> None:
     """Stops follow the flight row: only flights whose change wins get their stops rewritten."""
-    stored = _stored_ranks(cursor, keys=sorted(c.key for c in flights))
-    winners = [c for c in flights if c.key not in stored or c.rank > stored[c.key]]
     if not winners:
         return
     table = FlightStop._meta.db_table
@@ -292,17 +316,16 @@ def apply(chunks: Iterable[Chunk], *, projected_at: str) -> Applied:
     `chunks` may be lazy (see `batch.process`): the next chunk is decoded while this one's
     statements run. A key in several chunks is harmless: each upsert is conditional on the
     stored rank, so the read model is the one a single chunk would give."""
-    bookings = 0
+    bookings = customers_won = flights_won = 0
     newest: dict[str, dict[str, Change]] = {entity: {} for entity in _PER_BATCH}
     event_flights: list[Change] = []
     deltas: Counter = Counter()
     arrived: set[str] = set()
     with transaction.atomic(), connection.cursor() as cursor:
         for chunk in chunks:
-            _count_changes(cursor, bookings=chunk.changes.get(ORDER, {}).values(), deltas=deltas, arrived=arrived)
+            bookings += _count_changes(cursor, bookings=chunk.changes.get(ORDER, {}).values(), deltas=deltas, arrived=arrived)
             for sql, params in chunk.upserts:
                 cursor.execute(sql, params)
-            bookings += len(chunk.changes.get(ORDER, ()))
             for entity, kept in newest.items():
                 for key, change in chunk.changes.get(entity, {}).items():
                     if key not in kept or change.rank > kept[key].rank:
@@ -310,12 +333,23 @@ def apply(chunks: Iterable[Chunk], *, projected_at: str) -> Applied:
             event_flights += chunk.event_flights
         customers, flights = list(newest[CUSTOMER].values()), list(newest[FLIGHT].values())
         if flights:
-            _replace_stops(cursor, flights=flights)  # reads the stored ranks before the upsert moves them
+            winners = _winners(cursor, entity=FLIGHT, changes=flights)  # the stored ranks, before the upsert moves them
+            flights_won = len(winners)
+            _replace_stops(cursor, winners=winners)
             _upsert(cursor, entity=FLIGHT, changes=flights, projected_at=projected_at)
         if customers:
+            # Only to count what the guard refuses (CdcDuplicatesIgnored): a plain read, no lock,
+            # so the upsert is still the statement that waits for a row another writer holds.
+            # A key lives on one shard, so no other batch writes it meanwhile (a rebuild may:
+            # then the count can be off by that row; the upsert's own guard stays exact).
+            customers_won = len(_winners(cursor, entity=CUSTOMER, changes=customers, lock=False))
             _upsert(cursor, entity=CUSTOMER, changes=customers, projected_at=projected_at)
-        _add_counts(cursor, deltas=deltas)
         events = _insert_events(cursor, flights=event_flights, created_at=projected_at)
         if arrived:
             _reopen_events(cursor, flights=arrived)
-    return Applied(customers=len(customers), bookings=bookings, flights=len(flights), events=events)
+        # Last: the per-flight counts are the rows every concurrent batch writes (all the
+        # bookings of a flight, from every shard and lane). One increment per (flight, status)
+        # for the whole batch, in key order (no lock cycles between batches), taken just before
+        # the commit, so a batch holds a hot row for the commit's duration only.
+        _add_counts(cursor, deltas=deltas)
+    return Applied(customers=customers_won, bookings=bookings, flights=flights_won, events=events)

@@ -213,6 +213,17 @@ class RebuildResult:
     seconds: float
 
 
+def read_database_unready() -> str | None:
+    """Why the read database cannot take a rebuild yet (None: it can): a new, empty database
+    (after losing the old one) has no tables until `migrate`."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        return "the read database is not migrated: run `manage.py migrate` first (and `manage.py load_airports` for the city search)"
+    return None
+
+
 def _table_item_count() -> int:
     # DynamoDB refreshes ItemCount about every six hours: good enough for an ETA.
     return aws.dynamodb().describe_table(TableName=settings.DYNAMODB_TABLE)["Table"].get("ItemCount", 0)
@@ -298,20 +309,10 @@ class _Throttle:
 # --- the read side's rows --------------------------------------------------------------------
 
 
-def _q(name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
 def _stored_rows(entity: str, keys: list[str]) -> dict[str, tuple]:
     """The stored rows of `keys`, in `TARGETS` column order, as the database returns them."""
-    target = TARGETS[entity]
-    if not keys:
-        return {}
-    columns = ", ".join(_q(c) for c in target.columns)
-    sql = f"SELECT {columns} FROM {_q(target.table)} WHERE {_q(target.columns[0])} IN ({', '.join(['%s'] * len(keys))})"  # noqa: S608 (identifiers from the models)
     with connection.cursor() as cursor:
-        cursor.execute(sql, keys)
-        return {row[0]: row for row in cursor.fetchall()}
+        return projection.stored_rows(cursor, entity=entity, keys=keys)
 
 
 def _text_instant(value) -> str:
@@ -335,22 +336,27 @@ def _item_key(entity: str, row: tuple) -> dict:
     return repo.flight_key(number, day)
 
 
-def _existing(keys: list[dict]) -> set[tuple[str, str]]:
-    """Which of these DynamoDB keys hold an item now (consistent reads)."""
-    found: set[tuple[str, str]] = set()
+def _items_now(keys: list[dict], *, projection_expression: str | None = None) -> dict[tuple[str, str], dict]:
+    """The items these DynamoDB keys hold now (consistent reads), by (PK, SK)."""
+    found: dict[tuple[str, str], dict] = {}
     for start in range(0, len(keys), _BATCH_GET):
         request = {
             settings.DYNAMODB_TABLE: {
                 "Keys": [repo.marshal(k) for k in keys[start : start + _BATCH_GET]],
                 "ConsistentRead": True,
-                "ProjectionExpression": "PK, SK",
+                **({"ProjectionExpression": projection_expression} if projection_expression else {}),
             }
         }
         while request:
             reply = aws.dynamodb().batch_get_item(RequestItems=request)
-            found.update((item["PK"]["S"], item["SK"]["S"]) for item in reply["Responses"].get(settings.DYNAMODB_TABLE, []))
+            found.update(((item["PK"]["S"], item["SK"]["S"]), item) for item in reply["Responses"].get(settings.DYNAMODB_TABLE, []))
             request = reply.get("UnprocessedKeys") or None
     return found
+
+
+def _existing(keys: list[dict]) -> set[tuple[str, str]]:
+    """Which of these DynamoDB keys hold an item now."""
+    return set(_items_now(keys, projection_expression="PK, SK"))
 
 
 def _tombstone(entity: str, row: tuple) -> Change:
@@ -414,7 +420,7 @@ def tombstone_vanished(*, entities: list[str], before: datetime) -> dict[str, in
 
 # --- reconcile -------------------------------------------------------------------------------
 
-MISSING, STALE, STOPS, EXTRA, UNREADABLE = "missing", "stale", "stops", "extra", "unreadable"
+MISSING, STALE, STOPS, EXTRA, AHEAD, UNREADABLE = "missing", "stale", "stops", "extra", "ahead", "unreadable"
 COUNTS = "COUNTS"  # the per-flight passenger counts, checked against the bookings they count
 _STOP_FIELDS = ("seq", "airport_id", "kind", "flight_date", "local_time")
 
@@ -455,9 +461,18 @@ def _stops_differ(change: Change) -> bool:
     return stored != [row[1:] for row in projection.stop_rows(change)]
 
 
-def _compare_page(items: list[dict], report: Report) -> tuple[list[dict], list[Change]]:
-    """Compare one page of items with their rows; returns the items to project again and the
-    flights whose stops to write again."""
+@dataclass(frozen=True)
+class _Suspect:
+    """An item whose row did not match it when the page was compared."""
+
+    entity: str
+    change: Change  # as scanned
+    item: dict
+
+
+def _compare_page(items: list[dict], report: Report) -> tuple[list[_Suspect], list[Change]]:
+    """Compare one page of items with their rows; returns the items whose row is absent, older
+    or newer (to confirm, see `_confirmed`) and the flights whose stops to write again."""
     changes: dict[str, list[tuple[Change, dict]]] = {}
     for record, item in zip(as_records(items, source="reconcile"), items, strict=True):
         try:
@@ -468,19 +483,50 @@ def _compare_page(items: list[dict], report: Report) -> tuple[list[dict], list[C
         if change is not None:
             changes.setdefault(change.entity, []).append((change, item))
             report.items += 1
-    again, stops = [], []
+    suspects, stops = [], []
     for entity, pairs in changes.items():
         stored = _stored_rows(entity, [change.key for change, _ in pairs])
         for change, item in pairs:
             row = stored.get(change.key)
-            if row is None or row[2] or _stored_rank(row) < change.rank:
-                report.add(entity, MISSING if row is None or row[2] else STALE, change.key)
-                again.append(item)
+            if row is None or row[2] or _stored_rank(row) != change.rank:
+                suspects.append(_Suspect(entity, change, item))
             elif entity == FLIGHT and _stops_differ(change):
                 # The row is current, so projecting it again would change nothing.
                 report.add(entity, STOPS, change.key)
                 stops.append(change)
-    return again, stops
+    return suspects, stops
+
+
+def _confirmed(suspects: list[_Suspect], *, settle_seconds: float) -> list[tuple[str, str, Change, dict]]:
+    """The suspects that really differ, as (entity, kind, change, current item).
+
+    While the stream flows, a row and a Scan page disagree for a moment: the page may hold a
+    version the stream has not applied yet, or the stream may have applied one written after the
+    page was read. So after `settle_seconds` (time for the stream to deliver what was scanned),
+    each suspect's row is read again, then its item (consistently; in that order, so the item
+    is as new as the row or newer):
+    - missing or stale: the row still lacks the version scanned;
+    - ahead: the row is newer than the item is now (DynamoDB lost writes that were projected),
+      or removed in the read model only. The projection never goes back: reported and left
+      (the way out is a rebuild into an empty database).
+    An item gone meanwhile is left to the tombstone pass."""
+    if not suspects:
+        return []
+    time.sleep(settle_seconds)
+    rows = {entity: _stored_rows(entity, [s.change.key for s in suspects if s.entity == entity]) for entity in {s.entity for s in suspects}}
+    current = _items_now([{"PK": s.item["PK"]["S"], "SK": s.item["SK"]["S"]} for s in suspects])
+    confirmed = []
+    for suspect in suspects:
+        row = rows[suspect.entity].get(suspect.change.key)
+        item = current.get((suspect.item["PK"]["S"], suspect.item["SK"]["S"]))
+        now = decode(as_records([item], source="reconcile")[0]) if item else None
+        if now is None:
+            continue
+        if row is None or _stored_rank(row) < suspect.change.rank:  # absent, older, or an older incarnation's tombstone
+            confirmed.append((suspect.entity, MISSING if row is None or row[2] else STALE, now, item))
+        elif _stored_rank(row) > now.rank or (row[2] and _stored_rank(row) >= now.rank):
+            confirmed.append((suspect.entity, AHEAD, now, item))
+    return confirmed
 
 
 def _counted(flights: list[str] | None = None) -> dict[tuple[str, str], int]:
@@ -498,7 +544,8 @@ def _kept(flights: list[str] | None = None) -> dict[tuple[str, str], int]:
 
 def counts_differing() -> list[tuple[str, str]]:
     """(flight, status) pairs whose kept count is not the number of live bookings."""
-    counted, kept = _counted(), _kept()
+    with transaction.atomic():  # one snapshot for both reads: a batch projected between them is not a difference
+        counted, kept = _counted(), _kept()
     return sorted(key for key in counted.keys() | kept.keys() if counted.get(key, 0) != kept.get(key, 0))
 
 
@@ -513,29 +560,39 @@ def counts_repair(*, flights: list[str]) -> None:
                 FlightPassengerCount.objects.update_or_create(flight_id=flight, status=status, defaults={"passengers": n})
 
 
-def reconcile(*, segments: int = 4, only: Iterable[str] = (), repair: bool = False) -> Report:
+def reconcile(*, segments: int = 4, only: Iterable[str] = (), repair: bool = False, settle_seconds: float | None = None) -> Report:
     """Compare the table with the read models entity by entity; with `repair`, project again
-    exactly the differing items and tombstone the rows whose item is gone."""
+    exactly the differing items and tombstone the rows whose item is gone. Safe while the
+    stream flows: a difference is one that outlasts `settle_seconds` (see `_confirmed`)."""
     entities = sorted(ENTITIES[name] for name in only) if only else sorted(ENTITIES.values())
     report = Report()
     lock = threading.Lock()
+    suspects: list[_Suspect] = []
 
     def run_segment(segment: int) -> None:
         try:
             for items, _ in scan_pages(segment=segment, total=segments, start=None, only=entities):
                 with lock:
-                    again, stops = _compare_page(items, report)
-                if repair and again:
-                    project(again, source=f"reconcile:{segment}/{segments}")
+                    page_suspects, stops = _compare_page(items, report)
+                    suspects.extend(page_suspects)
                 if repair and stops:
                     projection.rewrite_stops(flights=stops)
                 with lock:
-                    report.repaired += (len(again) + len(stops)) if repair else 0
+                    report.repaired += len(stops) if repair else 0
         finally:
             connection.close()
 
     with ThreadPoolExecutor(max_workers=segments, thread_name_prefix="reconcile") as pool:
         list(pool.map(run_segment, range(segments)))
+    settle = settings.RECONCILE_SETTLE_SECONDS if settle_seconds is None else settle_seconds
+    confirmed = _confirmed(suspects, settle_seconds=settle)
+    for entity, kind, change, _ in confirmed:
+        report.add(entity, kind, change.key)
+    again = [item for _, kind, _, item in confirmed if kind in (MISSING, STALE)]
+    if repair and again:
+        for start in range(0, len(again), PAGE):
+            project(again[start : start + PAGE], source="reconcile")
+        report.repaired += len(again)
     for entity in entities:
         extras = list(vanished_rows(entity))
         for row in extras:

@@ -4,14 +4,15 @@ import pytest
 import requests
 from rest_framework.test import APIClient
 
-from airticket import aws, moto_local
+from airticket import aws
 from airticket.auth import CUSTOMER, STAFF, issue_token
+from airticket.local import moto_server as local_moto
 from airticket.provisioning import provision
 
 
 @pytest.fixture(scope="session")
 def moto_server():
-    server = moto_local.start_in_thread("127.0.0.1", int(os.environ["MOTO_TEST_PORT"]))
+    server = local_moto.start_in_thread("127.0.0.1", int(os.environ["MOTO_TEST_PORT"]))
     yield os.environ["AWS_ENDPOINT_URL"]
     server.shutdown()
 

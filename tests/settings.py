@@ -6,7 +6,7 @@ AWS goes to an in-process moto server on a free loopback port (started by the
 
 import os
 
-from airticket.local import free_port  # plain Python: importing it loads no Django settings
+from airticket.local.supervisor import free_port  # plain Python: importing it loads no Django settings
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Each xdist worker runs its own moto server; the port the controller chose is inherited.
@@ -22,6 +22,8 @@ os.environ.update(
         "AIRTICKET_ENV": "test",
         "CDC_LOCAL_POLLER": "false",
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        # No stream runs beside most reconciles here; a test that has one sets its own.
+        "RECONCILE_SETTLE_SECONDS": "0",
     }
 )
 os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/airticket")

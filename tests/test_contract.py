@@ -1,6 +1,7 @@
 """The OpenAPI document states what the server does: its errors, its types, its bounds."""
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -135,3 +136,44 @@ def test_names_in_any_script_with_joiners_are_still_welcome(as_customer):
     client = as_customer("c-names")
     response = post(client, "/api/v1/customers", {"customer_id": "c-names", "full_name": "Zoë Ünal-王伟 \u0928\u094d\u200d\u092f"})
     assert response.status_code == 201, response.json()
+
+
+def test_the_passenger_counts_document_the_selection_they_take_and_its_400(schema):
+    counts = schema["paths"]["/api/v1/query/passengers/counts"]["get"]
+    names = {p["name"] for p in counts["parameters"] if p["in"] == "query"}
+    assert {"flight_number", "flight_date", "city", "date_from", "date_to", "weather", "status"} <= names
+    assert "400" in counts["responses"]
+
+
+def test_each_if_match_takes_the_etag_its_operation_answers(schema):
+    def header(path, method, name, status=None):
+        operation = schema["paths"][path][method]
+        if status:
+            return operation["responses"][status]["headers"][name]["schema"]["pattern"]
+        return next(p for p in operation["parameters"] if p["name"] == name)["schema"]["pattern"]
+
+    customer, order = "/api/v1/customers/{customer_id}", "/api/v1/customers/{customer_id}/orders/{order_id}"
+    customer_tag, order_tag = '"3.5f0c1d2e3f405162"', '"3"'
+    assert re.fullmatch(header(customer, "get", "ETag", "200"), customer_tag)
+    assert re.fullmatch(header(customer, "patch", "If-Match"), customer_tag)
+    assert re.fullmatch(header(order, "get", "ETag", "200"), order_tag)
+    assert re.fullmatch(header(order, "patch", "If-Match"), order_tag)
+    # A customer's tag is no order's or flight's: those refuse it (412), so their schema does.
+    assert not re.fullmatch(header(order, "patch", "If-Match"), customer_tag)
+    assert not re.fullmatch(header("/api/v1/flights/{flight_number}/{flight_date}", "patch", "If-Match"), customer_tag)
+
+
+def test_links_lead_from_what_was_created_to_what_can_be_done_with_it(schema):
+    def links(path):
+        responses = schema["paths"][path]["post"]["responses"]
+        return {link["operationId"]: link["parameters"] for link in responses["201"]["links"].values()}
+
+    register = links("/api/v1/customers")
+    assert register["api_v1_customers_orders_create"] == {"customer_id": "$response.body#/customer_id"}
+    order = links("/api/v1/customers/{customer_id}/orders")
+    assert order["api_v1_customers_orders_cancel_create"] == {
+        "customer_id": "$response.body#/customer_id",
+        "order_id": "$response.body#/order_id",
+    }
+    assert order["api_v1_customers_orders_partial_update"]["header.If-Match"] == "$response.header.ETag"
+    assert set(links("/api/v1/flights")) == {"api_v1_flights_retrieve", "api_v1_flights_partial_update", "api_v1_flights_cancel_create"}

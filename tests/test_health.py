@@ -68,12 +68,19 @@ def test_an_idle_bridge_still_beats(aws_env):
     assert timezone.now() - checkpoint.updated_at < timedelta(minutes=1)
 
 
-def test_sides_left_apart_at_start_make_it_unavailable_and_say_why(aws_env, settings):
+def health_after_a_start_check(settings, **check):
+    """/healthz of a local system whose consumers beat, after the start-time comparison `check`."""
     settings.CDC_LOCAL_POLLER = True
     beat("bridge")
     beat("poller")
-    ConsistencyCheck.objects.create(outcome=ConsistencyOutcome.DIVERGED, ahead=1, summary="DIVERGED at start: 1 newer in the read model")
-    response = Client().get("/healthz")
+    ConsistencyCheck.objects.create(**check)
+    return Client().get("/healthz")
+
+
+def test_sides_left_apart_at_start_make_it_unavailable_and_say_why(aws_env, settings):
+    response = health_after_a_start_check(
+        settings, outcome=ConsistencyOutcome.DIVERGED, ahead=1, summary="DIVERGED at start: 1 newer in the read model"
+    )
     assert response.status_code == 503
     body = response.json()
     assert body["checks"]["consistency"] == "error: RuntimeError: DIVERGED at start: 1 newer in the read model"
@@ -81,11 +88,9 @@ def test_sides_left_apart_at_start_make_it_unavailable_and_say_why(aws_env, sett
 
 
 def test_a_divergence_repaired_at_start_is_reported_but_healthy(aws_env, settings):
-    settings.CDC_LOCAL_POLLER = True
-    beat("bridge")
-    beat("poller")
-    ConsistencyCheck.objects.create(outcome=ConsistencyOutcome.REPAIRED, ghosts=2, summary="DIVERGED at start: 2 ghosts. Repaired")
-    response = Client().get("/healthz")
+    response = health_after_a_start_check(
+        settings, outcome=ConsistencyOutcome.REPAIRED, ghosts=2, summary="DIVERGED at start: 2 ghosts. Repaired"
+    )
     assert response.status_code == 200
     report = response.json()["consistency_at_start"]
     assert (report["outcome"], report["summary"]) == ("REPAIRED", "DIVERGED at start: 2 ghosts. Repaired")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airticket import local
+from airticket.local import supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ def reset(env: dict) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def env(tmp_path) -> dict:
-    return local.child_environment(DATABASE_URL=f"sqlite:///{tmp_path / 'local.sqlite3'}", LOCAL_STATE_DIR=str(tmp_path / "state"))
+    return supervisor.child_environment(DATABASE_URL=f"sqlite:///{tmp_path / 'local.sqlite3'}", LOCAL_STATE_DIR=str(tmp_path / "state"))
 
 
 def test_reset_forgets_dynamodb_and_empties_the_read_database(env, tmp_path):
@@ -42,7 +42,7 @@ def test_reset_forgets_dynamodb_and_empties_the_read_database(env, tmp_path):
 
 
 def test_reset_is_refused_while_a_run_uses_the_state_directory(env, tmp_path):
-    held = local.RunLock(tmp_path / "state")
+    held = supervisor.RunLock(tmp_path / "state")
     held.acquire(wait_seconds=0, say=print)
     (tmp_path / "state" / "moto").mkdir()
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from airticket import local
 from airticket.auth import STAFF, issue_token
+from airticket.local import supervisor
 from bookings.demo_schedule import demo_dates
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +53,8 @@ class System:
 
     def start(self) -> None:
         self.runs += 1
-        self.process = local.spawn(self.env, self.log)
-        local.wait_running(self.process, self.log)
+        self.process = supervisor.spawn(self.env, self.log)
+        supervisor.wait_running(self.process, self.log)
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         request = urllib.request.Request(
@@ -105,7 +105,7 @@ class System:
         return health["consistency_at_start"]
 
     def interrupt(self) -> None:
-        assert local.interrupt(self.process) == 0, self.log.read_text()[-3000:]
+        assert supervisor.interrupt(self.process) == 0, self.log.read_text()[-3000:]
         assert "moto: DynamoDB saved to" in self.log.read_text()
 
     def kill(self) -> None:
@@ -118,7 +118,7 @@ class System:
 
 
 def test_the_local_system_keeps_every_change_across_a_ctrl_c_and_a_kill_9(database_url, tmp_path):
-    env = local.child_environment(
+    env = supervisor.child_environment(
         DATABASE_URL=database_url, EMAIL_FILE_PATH=str(tmp_path / "mail"), LOCAL_STATE_DIR=str(tmp_path / "state")
     )
     if database_url.startswith("mysql"):

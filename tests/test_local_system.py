@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from airticket import local
+from airticket.local import supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,15 +30,19 @@ def database_url(request, tmp_path):
 
 
 def test_the_lab_demo_reproduces_its_figures_on_the_running_system(database_url, tmp_path):
-    env = local.child_environment(DATABASE_URL=database_url, EMAIL_FILE_PATH=str(tmp_path / "mail"))
+    # Its own DynamoDB state: the checkout's var/local belongs to the developer's `make run`
+    # (and to its run lock), and the other parameter's run must not be restored into this one.
+    env = supervisor.child_environment(
+        DATABASE_URL=database_url, EMAIL_FILE_PATH=str(tmp_path / "mail"), LOCAL_STATE_DIR=str(tmp_path / "state")
+    )
     if database_url.startswith("mysql"):
         # A clean start: the database may hold an earlier run's rows.
         subprocess.run([sys.executable, "manage.py", "ensure_database"], env=env, cwd=ROOT, check=True)
         subprocess.run([sys.executable, "manage.py", "flush", "--noinput"], env=env, cwd=ROOT, check=False)
     log = tmp_path / "runlocal.log"
-    system = local.spawn(env, log)
+    system = supervisor.spawn(env, log)
     try:
-        local.wait_running(system, log)
+        supervisor.wait_running(system, log)
         api = f"http://127.0.0.1:{env['PORT']}"
         banner = log.read_text()
         # The banner's commands, as printed, name an interpreter that exists in this checkout.
@@ -73,6 +77,6 @@ def test_the_lab_demo_reproduces_its_figures_on_the_running_system(database_url,
         ).stdout
         assert figures(weather, r"Typhoon approaching Shanghai \(EXTREME\), .*? UTC:") == [14], weather
     finally:
-        code = local.interrupt(system)
+        code = supervisor.interrupt(system)
     assert code == 0, log.read_text()[-3000:]
     assert "[runlocal] stopped" in log.read_text()

@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 
 from airticket import aws
-from airticket.local import free_port
+from airticket.local import moto_server
+from airticket.local.supervisor import free_port
 from bookings import repository as repo
 
 
@@ -29,6 +30,61 @@ def stream_records() -> list[dict]:
 
 def put(pk: str) -> dict:
     return repo.put_action({"PK": pk, "SK": "X"}, {"n": 1})
+
+
+def test_reads_answered_as_plain_json_are_what_motos_serialiser_answers_for_every_attribute_type(aws_env, monkeypatch):
+    ddb, table = aws.dynamodb(), settings.DYNAMODB_TABLE
+    key = {"PK": {"S": "typed"}, "SK": {"S": "X"}}
+    item = {
+        **key,
+        "n": {"N": "1.50"},
+        "b": {"B": b"\x00\xff"},
+        "l": {"L": [{"S": "x"}, {"NULL": True}, {"BOOL": False}, {"BS": [b"\x01"]}]},
+        "m": {"M": {"s": {"SS": ["q"]}, "ns": {"NS": ["2"]}}},
+    }
+    ddb.put_item(TableName=table, Item=item)
+
+    def reads() -> list:
+        return [
+            ddb.get_item(TableName=table, Key=key),
+            ddb.scan(TableName=table, Segment=0, TotalSegments=1, ConsistentRead=True, ReturnConsumedCapacity="TOTAL"),
+            ddb.query(TableName=table, KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": key["PK"]}),
+            ddb.batch_get_item(RequestItems={table: {"Keys": [key, {"PK": {"S": "absent"}, "SK": {"S": "X"}}]}}),
+        ]
+
+    def without_metadata(replies: list) -> list:
+        return [{k: v for k, v in reply.items() if k != "ResponseMetadata"} for reply in replies]
+
+    serialised = []
+    serialise = moto_server._serialise
+
+    def spy(result, context):
+        serialised.append(context.operation_model.name)
+        return serialise(result, context)
+
+    monkeypatch.setattr(moto_server, "_serialise", spy)
+    fast = without_metadata(reads())
+    assert serialised == []  # every read took the plain JSON path
+    monkeypatch.setattr(moto_server.DynamoResult, "execute_result", serialise)
+    assert fast == without_metadata(reads())
+    assert fast[0]["Item"] == item and fast[1]["Items"] == [item] and fast[1]["ConsumedCapacity"]["TableName"] == table
+
+
+def test_a_scan_walks_the_items_in_motos_own_order(aws_env):
+    from moto.dynamodb.models import dynamodb_backends
+
+    for pk, sk in [("CUSTOMER#b", "PROFILE"), ("CUSTOMER#a", "ORDER#2"), ("FLIGHT#MU1#2027-01-01", "FLIGHT"), ("CUSTOMER#a", "ORDER#10")]:
+        repo.put_new({"PK": pk, "SK": sk}, {"n": 1})
+    account = aws.client("sts").get_caller_identity()["Account"]
+    table = dynamodb_backends[account][settings.AWS_REGION].get_table(settings.DYNAMODB_TABLE)
+
+    native = moto_server._all_items(table)
+    assert native == moto_server._moto_all_items(table)
+    assert [(i.hash_key.value, i.range_key.value) for i in native][:3] == [
+        ("CUSTOMER#a", "ORDER#10"),
+        ("CUSTOMER#a", "ORDER#2"),
+        ("CUSTOMER#b", "PROFILE"),
+    ]
 
 
 def test_a_transaction_whose_last_condition_fails_writes_nothing(aws_env):
@@ -63,7 +119,7 @@ def test_a_transaction_that_fails_while_writing_is_undone_with_its_stream_record
 
 def _moto(state: Path, port: int) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "airticket.moto_local", "127.0.0.1", str(port), "--state", str(state)],
+        [sys.executable, "-m", "airticket.local.moto_server", "127.0.0.1", str(port), "--state", str(state)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

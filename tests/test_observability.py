@@ -22,7 +22,7 @@ from cdc_lambda.handler import handler
 from tests.admin_portal import test_weather_poll
 from tests.admin_portal.factories import BookingFactory, CustomerFactory, make_flight
 from tests.bookings.api import CUSTOMERS, booking, orders_url
-from tests.cdc.changes import SHARD, Items, event, lambda_record
+from tests.cdc.changes import SHARD, Items, event, lambda_record, redelivered
 from tests.cdc.readmodel import dlq_letters
 from tests.factories import flight_data, make_customer
 
@@ -134,6 +134,29 @@ def test_a_cdc_batch_with_poison_logs_one_summary_line_with_its_shard_and_range_
     assert (units["CdcBatchDuration"], units["ProjectionLag"], units["CdcPoison"]) == ("Milliseconds", "Seconds", "Count")
     assert 0 <= values["ProjectionLag"] < 60
     assert len(dlq_letters()) == 1
+
+
+def _summaries(lines: list[dict]) -> list[dict]:
+    return [line for line in lines if "CdcRecords" in line]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replayed_batch_counts_every_change_as_a_duplicate_ignored(aws_env, logs, capsys):
+    items = Items()
+    records = [items.customer("grace"), items.flight("MU5159"), items.order("grace", "o1"), items.customer("grace", full_name="Grace H")]
+    older = items.customer("ada")
+    newer = items.customer("ada", full_name="Ada L")
+
+    assert handler(event([*records, newer])) == {"batchItemFailures": []}
+    assert handler(event([redelivered(record) for record in records])) == {"batchItemFailures": []}
+    assert handler(event([older])) == {"batchItemFailures": []}  # an older version, late
+
+    first, replay, late = _summaries(logs())
+    assert (first["CdcChanges"], first["CdcChangesApplied"], first["CdcDuplicatesIgnored"]) == (5, 4, 1)
+    assert (replay["CdcChanges"], replay["CdcChangesApplied"], replay["CdcDuplicatesIgnored"]) == (4, 0, 4)
+    assert (late["CdcChanges"], late["CdcChangesApplied"], late["CdcDuplicatesIgnored"]) == (1, 0, 1)
+    blobs = emf_blobs(capsys.readouterr().out)
+    assert [metric_values([blob])["CdcDuplicatesIgnored"] for blob in blobs] == [1, 4, 1]
 
 
 @pytest.mark.django_db

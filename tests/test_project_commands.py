@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from airticket import ingest
+from airticket.local import ingest
 from bookings import services
 from bookings.demo_schedule import DEMO_FLIGHTS, demo_dates
 

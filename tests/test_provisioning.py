@@ -29,9 +29,9 @@ def cdc_function() -> None:
 def test_the_cdc_trigger_is_created_once_with_failure_handling_and_then_updated(aws_env, settings):
     cdc_function()
     settings.AWS_ENDPOINT_URL = ""  # behave as on AWS; boto3 still reaches moto through the environment
-    settings.CDC_MAX_RETRIES = 3
+    settings.CDC_MAX_RETRIES, settings.CDC_PARALLELIZATION_FACTOR = 3, 2
     assert provisioning.ensure_event_source_mapping().startswith("event source mapping: created")
-    settings.CDC_MAX_RETRIES = 4
+    settings.CDC_MAX_RETRIES, settings.CDC_PARALLELIZATION_FACTOR = 4, 5
     assert provisioning.ensure_event_source_mapping() == "event source mapping: updated"
 
     [mapping] = aws.lambda_().list_event_source_mappings(FunctionName=settings.CDC_FUNCTION_NAME)["EventSourceMappings"]
@@ -41,6 +41,7 @@ def test_the_cdc_trigger_is_created_once_with_failure_handling_and_then_updated(
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["MaximumRetryAttempts"] == 4
+    assert mapping["ParallelizationFactor"] == 5
     assert mapping["MaximumRecordAgeInSeconds"] == 3600
     assert mapping["DestinationConfig"] == {"OnFailure": {"Destination": dlq_arn}}
 
@@ -90,10 +91,10 @@ def test_provision_aws_alarms_puts_every_alarm_on_one_topic_and_rerunning_change
     assert watches("reconcile-differences")[:5] == (settings.METRICS_NAMESPACE, "ReconcileDifferences", ours, "Maximum", 0)
     assert watches("weather-source-failing.metar-1") == (
         settings.METRICS_NAMESPACE,
-        "WeatherPollFailed",
+        "WeatherPollSucceeded",
         {**ours, "source": "https://aviationweather.example/metar?ids={airports}"},
         "Sum",
-        0,
+        1,
         1800,
     )
     for stage in ("command", "query"):
@@ -106,7 +107,34 @@ def test_provision_aws_alarms_puts_every_alarm_on_one_topic_and_rerunning_change
     for function in ("airticket-command", "airticket-query", "airticket-cdc"):
         assert watches(f"lambda-errors.{function}")[:3] == ("AWS/Lambda", "Errors", {"FunctionName": function})
         assert watches(f"lambda-throttles.{function}")[:3] == ("AWS/Lambda", "Throttles", {"FunctionName": function})
-    assert all(a["ComparisonOperator"] == "GreaterThanThreshold" for a in alarms.values())
+    weather = {name for name in alarms if "weather-source-failing" in name}
+    assert weather and all(alarms[name]["ComparisonOperator"] == "LessThanThreshold" for name in weather)
+    assert all(a["ComparisonOperator"] == "GreaterThanThreshold" for name, a in alarms.items() if name not in weather)
+
+
+def test_the_weather_alarm_fires_when_polling_stops_altogether_not_only_when_polls_fail(aws_env, settings):
+    """A stopped schedule publishes no metric at all: the alarm watches the successes and takes
+    missing data as breaching, in the alarms `provision_aws --alarms` puts and in the stack."""
+    settings.WEATHER_SOURCES = [("metar", "https://metar.example/?ids={airports}"), ("cap", "https://cap.example/feed.xml")]
+    call_command("provision_aws", "--alarms", stdout=io.StringIO())
+    put = [a for name, a in alarms_by_name().items() if "weather-source-failing" in name]
+    stacked = [
+        r["Properties"] for r in stack.template()["Resources"].values() if "weather-source-failing" in r["Properties"].get("AlarmName", "")
+    ]
+
+    assert len(put) == len(stacked) == 2
+    for alarm in (*put, *stacked):
+        assert (alarm["MetricName"], alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+            "WeatherPollSucceeded",
+            "Sum",
+            "LessThanThreshold",
+            1,
+        )
+        assert alarm["TreatMissingData"] == "breaching"
+        assert alarm["Period"] * alarm["EvaluationPeriods"] == 1800
+    # Every other alarm still takes no data as no news (no batch ran, no request came).
+    others = [a for name, a in alarms_by_name().items() if "weather-source-failing" not in name]
+    assert others and all(a["TreatMissingData"] == "notBreaching" for a in others)
 
 
 def test_the_projection_lag_alarm_fires_on_the_metric_the_cdc_publishes(aws_env, settings):
@@ -172,3 +200,15 @@ def test_the_template_in_infra_is_the_one_provision_aws_deploys_with_every_alarm
         "StreamArn": {"Fn::GetAtt": ["ChangeStream", "Arn"]}
     }
     assert template["Resources"]["CdcTrigger"]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_provision_aws_reports_a_shard_count_apart_from_the_setting_and_reshard_moves_the_stream_there(aws_env, settings):
+    settings.KINESIS_SHARDS = 4
+    out = io.StringIO()
+    call_command("provision_aws", stdout=out)
+    assert "2 open shards, KINESIS_SHARDS=4 (run provision_aws --reshard)" in out.getvalue()
+    out = io.StringIO()
+    call_command("provision_aws", "--reshard", stdout=out)
+    assert "resharded from 2 to 4 open shards" in out.getvalue()
+    assert provisioning.open_shard_count() == 4
+    assert "4 open shards, as KINESIS_SHARDS says" in provisioning.check_shard_count()

@@ -3,7 +3,9 @@ for a query endpoint, and a Kinesis event routed by its `eventSourceARN`, exactl
 stage's `events` entry names it, to the CDC function."""
 
 import base64
+import contextlib
 import json
+import socket
 
 import pytest
 from django.db import connection
@@ -77,6 +79,43 @@ def test_the_cdc_stage_projects_a_kinesis_event_routed_by_its_stream_arn(aws_env
     arn = stage_config("cdc")["events"][0]["event_source"]["arn"]
     [result] = invoke(tmp_path, [kinesis_event(arn, customer_inserted("zed"))], database_url=this_database())
     assert result == {"batchItemFailures": []}
+    assert Customer.objects.get(pk="zed").full_name == "Zed Zappa"
+
+
+def test_the_cdc_stage_traces_each_batch_in_x_ray_annotated_with_its_shard(aws_env, tmp_path):
+    # Zappa's `xray_tracing` turns Lambda's active tracing on for every stage (base) ...
+    assert stage_config("base")["xray_tracing"] is True
+    assert all(stage_config(stage)["extends"] == "base" for stage in ("command", "cdc", "query"))
+    # ... and in Lambda's environment (a task root, a sampled trace id, the daemon's address)
+    # the CDC handler sends its batch's subsegment to the X-Ray daemon.
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(10)
+    save_settings("cdc", tmp_path)
+    arn = stage_config("cdc")["events"][0]["event_source"]["arn"]
+    lambda_env = {
+        "LAMBDA_TASK_ROOT": str(tmp_path),
+        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
+    }
+
+    [result] = invoke(tmp_path, [kinesis_event(arn, customer_inserted("zed"))], database_url=this_database(), **lambda_env)
+
+    assert result == {"batchItemFailures": []}
+    segments = []
+    with contextlib.suppress(TimeoutError), daemon:
+        while not any(s["name"] == "## handler" for s in segments):
+            header, body = daemon.recv(65536).decode().split("\n", 1)
+            assert json.loads(header) == {"format": "json", "version": 1}
+            segments.append(json.loads(body))
+    [batch] = [s for s in segments if s["name"] == "## handler"]
+    assert batch["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert batch["annotations"] | {"ColdStart": None} == {
+        "ColdStart": None,
+        "Service": "airticket",
+        "shard": "shardId-000000000000",
+        "records": 1,
+    }
     assert Customer.objects.get(pk="zed").full_name == "Zed Zappa"
 
 

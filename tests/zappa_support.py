@@ -27,6 +27,18 @@ def stage_config(stage: str) -> dict:
     return json.loads((PROJECT / "zappa_settings.json").read_text())[stage]
 
 
+def production_env(stage: str, **extra: str) -> dict:
+    """The environment a stage's Lambda loads the settings with (its own over the base's, which
+    every stage `extends`), for a fresh interpreter."""
+    return {
+        **stage_config("base")["environment_variables"],
+        **stage_config(stage).get("environment_variables", {}),
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "airticket.settings",
+        **extra,
+    }
+
+
 def save_settings(stage: str, directory: Path) -> None:
     zappa = Path(sys.executable).parent / "zappa"
     target = directory / "zappa_settings.py"

@@ -37,7 +37,7 @@ from xml.etree.ElementTree import Element
 
 from defusedxml import ElementTree
 
-from airticket.airports import airports
+from airticket.airports import airports, cities
 
 from ..models import AlertKind, AlertSource, Severity
 from .drafts import AlertDraft, ImportReport, Message
@@ -338,15 +338,6 @@ def _airports_in_circle(circle: str) -> set[_Airport]:
     return {a for a in _located_airports() if _km(a.lat, a.lon, clat, clon) <= km}
 
 
-@cache
-def _cities() -> dict[str, set[tuple[str, str]]]:
-    found: dict[str, set[tuple[str, str]]] = {}
-    for data in airports().values():
-        if data.get("city"):
-            found.setdefault(data["city"].casefold(), set()).add((data["city"], data["country"]))
-    return found
-
-
 # Whole names only: "Central and Southern Lewis and Clark" (a Montana zone) is not the city of Central.
 _AREA_NAME_SPLIT = re.compile(r"[,;/]| - ")
 
@@ -373,7 +364,7 @@ def area_places(doc: _Doc, area: Element) -> set[Place]:
         inside = set().union(*(_airports_in_polygon(p) for p in polygons), *(_airports_in_circle(c) for c in circles))
         return {Place(airport=a.iata, city=a.city, country=a.country) for a in inside}
     names = {part.strip().casefold() for part in _AREA_NAME_SPLIT.split(doc.text(area, "areaDesc")) if part.strip()}
-    return {Place(city=city, country=country) for name in names for city, country in _cities().get(name, ())}
+    return {Place(city=city, country=country) for name in names for city, country in cities().get(name, ())}
 
 
 # --- events -------------------------------------------------------------------------------------

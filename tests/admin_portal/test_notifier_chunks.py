@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from admin_portal import selectors, services
 from admin_portal.models import Notification
-from airticket import local
+from airticket.local import supervisor
 from tests.admin_portal.factories import BookingFactory, CustomerFactory, FlightEventFactory, make_flight
 
 DAY = date(2026, 12, 10)
@@ -139,12 +139,12 @@ def test_notices_taken_over_after_a_failure_say_what_holds_now():
 
 
 def test_make_run_starts_the_configured_number_of_notifiers_each_with_its_share():
-    notifiers = [args for name, args in local.worker_commands({"NOTIFIERS": "3"}) if name.startswith("notifier")]
+    notifiers = [args for name, args in supervisor.worker_commands({"NOTIFIERS": "3"}) if name.startswith("notifier")]
 
     assert notifiers == [["notify_flight_events", "--loop", "--worker", f"{i}/3"] for i in (1, 2, 3)]
-    assert len([name for name, _ in local.worker_commands({}) if name.startswith("notifier")]) == 2
+    assert len([name for name, _ in supervisor.worker_commands({}) if name.startswith("notifier")]) == 2
     with pytest.raises(ValueError, match="NOTIFIERS must be a whole number"):
-        local.worker_commands({"NOTIFIERS": "0"})
+        supervisor.worker_commands({"NOTIFIERS": "0"})
 
 
 @pytest.mark.parametrize("share", ["0/2", "3/2", "two", "1/"])

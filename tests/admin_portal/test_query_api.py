@@ -177,6 +177,13 @@ def test_staff_creates_lists_and_expires_a_weather_alert(staff_api):
         ({"airport": None}, "city"),
         ({"kind": "DRIZZLE"}, "kind"),
         ({"colour": "red"}, "colour"),
+        ({"airport": None, "city": "Atlantis"}, "city"),
+        ({"airport": None, "city": "Shang\x07hai"}, "city"),
+        ({"airport": None, "city": "Shanghai\x1b[2J"}, "city"),
+        ({"airport": None, "city": "\u202eiahgnahS"}, "city"),
+        ({"airport": None, "city": "Shanghai", "country": "US"}, "country"),
+        # matched by the airport, an alert naming another city would be listed under it
+        ({"city": "Beijing"}, "city"),
     ],
 )
 def test_an_invalid_weather_alert_is_a_400_naming_the_field(staff_api, change, field):

@@ -3,6 +3,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from admin_portal import selectors, services, weather
@@ -74,36 +75,20 @@ def test_import_metar_raises_alerts_for_the_sample_reports_once():
 @pytest.mark.parametrize(
     ("today", "report", "observed"),
     [
-        (
-            datetime(2026, 12, 1, 0, 30, tzinfo=UTC),
-            "ZSPD 301200Z 09028G42KT 9999 FEW030 24/20 Q1008",
-            datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
-        ),
-        (
-            datetime(2027, 1, 1, 0, 30, tzinfo=UTC),
-            "ZSPD 311200Z 09028G42KT 9999 FEW030 24/20 Q1008",
-            datetime(2026, 12, 31, 12, 0, tzinfo=UTC),
-        ),
-        (
-            datetime(2026, 3, 5, 0, 30, tzinfo=UTC),
-            "ZSPD 311200Z 09028G42KT 9999 FEW030 24/20 Q1008",
-            datetime(2026, 1, 31, 12, 0, tzinfo=UTC),
-        ),
-        (
-            datetime(2026, 12, 15, 9, 0, tzinfo=UTC),
-            "ZSPD 150600Z 09028G42KT 9999 FEW030 24/20 Q1008",
-            datetime(2026, 12, 15, 6, 0, tzinfo=UTC),
-        ),
+        ("2026-12-01T00:30Z", "ZSPD 301200Z 09028G42KT 9999 FEW030 24/20 Q1008", "2026-11-30T12:00Z"),
+        ("2027-01-01T00:30Z", "ZSPD 311200Z 09028G42KT 9999 FEW030 24/20 Q1008", "2026-12-31T12:00Z"),
+        ("2026-03-05T00:30Z", "ZSPD 311200Z 09028G42KT 9999 FEW030 24/20 Q1008", "2026-01-31T12:00Z"),
+        ("2026-12-15T09:00Z", "ZSPD 150600Z 09028G42KT 9999 FEW030 24/20 Q1008", "2026-12-15T06:00Z"),
     ],
 )
 def test_an_undated_metar_is_dated_by_the_metar_package_rolling_back_to_last_month(tmp_path, time_machine, today, report, observed):
-    time_machine.move_to(today, tick=False)
+    time_machine.move_to(datetime.fromisoformat(today), tick=False)
     (tmp_path / "metar.txt").write_text(report + "\n")
 
     import_file("import_metar", tmp_path / "metar.txt")
 
     [alert] = WeatherAlert.objects.all()
-    assert alert.valid_from == observed  # never a phantom alert weeks ahead
+    assert alert.valid_from == datetime.fromisoformat(observed)  # never a phantom alert weeks ahead
 
 
 @pytest.mark.django_db
@@ -361,3 +346,17 @@ def test_passengers_of_one_event_are_notified_once_though_it_covers_two_of_their
 def test_import_metar_says_which_file_it_cannot_read(tmp_path):
     with pytest.raises(CommandError, match="cannot read"):
         call_command("import_metar", str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.django_db
+def test_every_way_in_refuses_an_alert_whose_city_is_not_its_airports():
+    # The admin, the importers and the API all store alerts through this service.
+    window = {"valid_from": datetime(2030, 1, 1, tzinfo=UTC), "valid_to": datetime(2030, 1, 2, tzinfo=UTC)}
+    with pytest.raises(ValidationError) as refused:
+        services.weather_alert_create(kind="SNOW", severity="SEVERE", city="Beijing", airport="PVG", **window)
+    assert "city" in refused.value.message_dict
+    with pytest.raises(ValidationError):
+        services.weather_alert_create(kind="SNOW", severity="SEVERE", city="Atlantis", **window)
+    alert = services.weather_alert_create(kind="SNOW", severity="SEVERE", city="shanghai", airport="PVG", **window)
+    assert [a.pk for a in selectors.weather_alert_list(city="Shanghai")] == [alert.pk]
+    assert not selectors.weather_alert_list(city="Beijing").exists()

@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from admin_portal.models import WeatherAlert, WeatherSource
-from airticket import local
+from airticket.local import supervisor
 from airticket.settings import env_weather_sources
 from tests.admin_portal.factories import BookingFactory, local_today, make_flight
 from tests.zappa_support import invoke, save_settings, stage_config
@@ -206,8 +206,8 @@ def test_weather_sources_are_kind_equals_url_entries(monkeypatch):
 
 
 def test_make_run_starts_the_weather_poller_only_when_sources_are_configured():
-    without = [name for name, _args in local.worker_commands({})]
-    with_sources = dict(local.worker_commands({"WEATHER_SOURCES": "cap=https://b.example/alerts.atom"}))
+    without = [name for name, _args in supervisor.worker_commands({})]
+    with_sources = dict(supervisor.worker_commands({"WEATHER_SOURCES": "cap=https://b.example/alerts.atom"}))
 
     assert "weather" not in without
     assert with_sources["weather"] == ["poll_weather", "--loop"]

@@ -4,6 +4,7 @@ and is never a 500."""
 import dataclasses
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
@@ -124,6 +125,12 @@ CASES = {
     "capacity is astronomically large": new_flight("capacity", capacity=10**30),
     "flight without a capacity": Bad("POST", FLIGHTS, without(NEW_FLIGHT, "capacity"), "capacity"),
     "flight with an unknown field": new_flight("gate", gate="A1"),
+    "flight dated in year 1": new_flight("flight_date", flight_date="0001-01-01"),
+    "flight dated at the calendar's end": new_flight("flight_date", flight_date="9999-12-31"),
+    # Yesterday where it leaves (the origin's calendar, by the code's clock).
+    "flight dated in the past": new_flight(
+        "flight_date", origin="PVG", flight_date=(services.origin_today(origin="PVG") - timedelta(days=1)).isoformat()
+    ),
     # reschedule a flight
     "reschedule with nothing to change": Bad("PATCH", FLIGHT, {}, "non_field_errors"),
     "reschedule to a negative capacity": Bad("PATCH", FLIGHT, {"capacity": -1}, "capacity"),

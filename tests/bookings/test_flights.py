@@ -1,3 +1,5 @@
+from datetime import date, timedelta
+
 from bookings import services
 from tests.bookings.api import (
     FLIGHTS,
@@ -136,3 +138,29 @@ def test_cancelling_an_unknown_flight_is_404(staff):
     r = post(staff, f"{FLIGHTS}/ZZ999/2030-01-01/cancel")
     assert r.status_code == 404
     assert error(r)["code"] == "not_found"
+
+
+def test_a_flight_is_dated_by_its_origins_calendar(staff):
+    # At its origin it is already tomorrow (UTC+14) while at another airport it is still today
+    # (UTC-10): the same date is in the past at one and fine at the other.
+    today_at_kiritimati = services.origin_today(origin="CXI")
+    today_at_honolulu = services.origin_today(origin="HNL")
+    assert today_at_kiritimati > today_at_honolulu
+    yesterday_at_kiritimati = (today_at_kiritimati - timedelta(days=1)).isoformat()
+    refused = staff.post(FLIGHTS, flight_data(origin="CXI", destination="HNL", flight_date=yesterday_at_kiritimati), format="json")
+    assert refused.status_code == 400, refused.json()
+    assert "past" in refused.json()["error"]["message"]
+    assert "flight_date" in refused.json()["error"]["fields"]
+    accepted = staff.post(FLIGHTS, flight_data(origin="HNL", destination="CXI", flight_date=yesterday_at_kiritimati), format="json")
+    assert accepted.status_code == 201, accepted.json()
+
+
+def test_a_flight_can_be_created_for_today_and_up_to_the_horizon(staff):
+    today = services.origin_today(origin="PVG")
+    latest = date(today.year + services.FLIGHT_HORIZON_YEARS, 12, 31)
+    for day in (today, latest):
+        r = staff.post(FLIGHTS, flight_data(flight_date=day.isoformat()), format="json")
+        assert r.status_code == 201, r.json()
+    r = staff.post(FLIGHTS, flight_data(flight_date=(latest + timedelta(days=1)).isoformat()), format="json")
+    assert r.status_code == 400
+    assert r.json()["error"]["fields"]["flight_date"] == f"must be {latest} or earlier"

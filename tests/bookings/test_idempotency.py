@@ -287,22 +287,32 @@ def test_a_retry_after_a_takeover_gets_the_original_201_when_the_original_had_co
     assert seats_booked(flight) == 1
 
 
+def overtaken_original(monkeypatch, command: str, retry, *, fails_with: Exception | None = None) -> list:
+    """Makes the first call of `services.<command>` stall past its claim's abandonment while the
+    client retries (`retry()`); then the original goes on, or fails with `fails_with`. Returns the
+    retry's response, in a list filled once the original has run."""
+    clock = Clock(monkeypatch)
+    command_itself = getattr(services, command)
+    took_over, calls = [], []
+
+    def stalled(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:  # the retry below calls it again, and goes through
+            clock.advance(idempotency.ABANDONED_AFTER_SECONDS + 1)
+            took_over.append(retry())
+            if fails_with is not None:
+                raise fails_with
+        return command_itself(**kwargs)
+
+    monkeypatch.setattr(services, command, stalled)
+    return took_over
+
+
 def test_a_late_original_cannot_commit_after_a_retry_took_its_claim_over(as_customer, monkeypatch):
     make_customer("alice")
     flight = make_flight()
     alice = as_customer("alice")
-    clock = Clock(monkeypatch)
-    place = services.order_place
-    took_over, calls = [], []
-
-    def slow_original(**kwargs):
-        calls.append(kwargs)
-        if len(calls) == 1:  # the original stalls; its client retries once the claim is abandoned
-            clock.advance(idempotency.ABANDONED_AFTER_SECONDS + 1)
-            took_over.append(place_order(alice, "alice", flight, idempotency_key="k"))
-        return place(**kwargs)
-
-    monkeypatch.setattr(services, "order_place", slow_original)
+    took_over = overtaken_original(monkeypatch, "order_place", lambda: place_order(alice, "alice", flight, idempotency_key="k"))
     original = place_order(alice, "alice", flight, idempotency_key="k")
 
     [retry] = took_over
@@ -317,19 +327,12 @@ def test_a_late_original_that_crashes_does_not_release_the_key_of_the_request_th
     make_customer("alice")
     flight = make_flight()
     alice = as_customer("alice")
-    clock = Clock(monkeypatch)
-    place = services.order_place
-    took_over, calls = [], []
-
-    def original_that_crashes(**kwargs):
-        calls.append(kwargs)
-        if len(calls) > 1:
-            return place(**kwargs)
-        clock.advance(idempotency.ABANDONED_AFTER_SECONDS + 1)
-        took_over.append(place_order(alice, "alice", flight, idempotency_key="k"))
-        raise RuntimeError("DynamoDB fell over")
-
-    monkeypatch.setattr(services, "order_place", original_that_crashes)
+    took_over = overtaken_original(
+        monkeypatch,
+        "order_place",
+        lambda: place_order(alice, "alice", flight, idempotency_key="k"),
+        fails_with=RuntimeError("DynamoDB fell over"),
+    )
     with pytest.raises(RuntimeError):
         place_order(alice, "alice", flight, idempotency_key="k")
 
@@ -341,19 +344,13 @@ def test_a_late_original_that_crashes_does_not_release_the_key_of_the_request_th
 
 def test_a_late_original_does_not_overwrite_the_outcome_of_the_request_that_took_over(staff, monkeypatch):
     flight = make_flight()
-    clock = Clock(monkeypatch)
-    cancel = services.flight_cancel
-    took_over, calls = [], []
-
-    def slow_original(**kwargs):
-        calls.append(kwargs)
-        if len(calls) == 1:
-            clock.advance(idempotency.ABANDONED_AFTER_SECONDS + 1)
-            took_over.append(post(staff, cancel_flight_url(flight), idempotency_key="k"))
-            raise Conflict("flight is being changed concurrently", code="flight_changed")  # an answer that would be stored
-        return cancel(**kwargs)
-
-    monkeypatch.setattr(services, "flight_cancel", slow_original)
+    took_over = overtaken_original(
+        monkeypatch,
+        "flight_cancel",
+        lambda: post(staff, cancel_flight_url(flight), idempotency_key="k"),
+        # an answer that would be stored
+        fails_with=Conflict("flight is being changed concurrently", code="flight_changed"),
+    )
     original = post(staff, cancel_flight_url(flight), idempotency_key="k")
 
     [retry] = took_over

@@ -1,3 +1,8 @@
+from datetime import timedelta
+
+import time_machine
+
+from airticket.auth import CUSTOMER, issue_token
 from bookings import services
 from tests.bookings.api import (
     booking,
@@ -12,6 +17,7 @@ from tests.bookings.api import (
     stored_orders,
     table_items,
 )
+from tests.conftest import client_with
 from tests.factories import make_customer, make_flight
 
 ROUTE = ("flight_number", "flight_date", "origin", "transfers", "destination", "departure_time", "arrival_time")
@@ -270,3 +276,32 @@ def test_changing_an_order_with_if_match_star_succeeds(as_customer):
     alice, _, order = alice_with_order(as_customer)
     r = patch(alice, order_url("alice", order["order_id"]), booking(make_flight()), if_match="*")
     assert r.status_code == 200, r.json()
+
+
+def departed(flight: dict):
+    """The clock moved to a minute after the flight's departure (its origin's local time)."""
+    return time_machine.travel(services.flight_departure(flight=flight) + timedelta(minutes=1), tick=False)
+
+
+def test_a_flight_that_has_departed_takes_no_booking(aws_env):
+    make_customer("alice")
+    flight = make_flight(flight_date=services.origin_today(origin="PVG").isoformat(), departure_time="23:59")
+    with departed(flight):
+        r = place_order(client_with(issue_token(role=CUSTOMER, customer_id="alice")), "alice", flight)
+    assert r.status_code == 409, r.json()
+    assert error(r)["code"] == "flight_departed"
+    assert seats_booked(flight) == 0
+    assert stored_orders("alice") == []
+
+
+def test_a_booking_cannot_move_onto_a_flight_that_has_departed(aws_env):
+    make_customer("alice")
+    later = make_flight()
+    today = make_flight(flight_date=services.origin_today(origin="PVG").isoformat(), departure_time="23:59")
+    order = services.order_place(customer_id="alice", **booking(later))
+    with departed(today):
+        r = patch(client_with(issue_token(role=CUSTOMER, customer_id="alice")), order_url("alice", order["order_id"]), booking(today))
+    assert r.status_code == 409, r.json()
+    assert error(r)["code"] == "flight_departed"
+    assert (seats_booked(later), seats_booked(today)) == (1, 0)
+    assert stored_orders("alice")[0]["flight_number"] == later["flight_number"]

@@ -26,7 +26,7 @@ def shared_database():
         pytest.skip("a child process cannot reach the test run's in-memory SQLite database")
 
 
-def manage(*args: str, batch_size: int = 5) -> subprocess.Popen:
+def manage(*args: str, batch_size: int = 5, **environment: str) -> subprocess.Popen:
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -34,6 +34,7 @@ def manage(*args: str, batch_size: int = 5) -> subprocess.Popen:
         "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 3306}/{db['NAME']}",
         "CDC_BATCH_SIZE": str(batch_size),
         "CDC_POLL_INTERVAL_MS": "20",
+        **environment,
     }
     return subprocess.Popen(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -76,21 +77,27 @@ def hold_row(customer_id: str):
     return blocker
 
 
-def test_a_poller_killed_mid_batch_resumes_from_its_checkpoint_losing_and_repeating_nothing(aws_env):
-    customers = [f"c{n:02}" for n in range(40)]
-    for customer_id in customers:
-        make_customer(customer_id)
-    assert bridge.run(once=True) == 40
-    blocker = hold_row(customers[-1])
-    child = manage("run_poller")
+def kill_when_blocked(child: subprocess.Popen, blocker, *, also=lambda: True) -> None:
+    """SIGKILL the poller once a batch of it is blocked on the held row (and `also` holds);
+    then let the row go."""
     try:
         wait_for(lambda: blocked_writes() > 0, what="the poller to block mid-batch")
+        wait_for(also, what="the rest of the poller to go on")
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
         blocker.rollback()
         blocker.close()
     assert child.returncode == -signal.SIGKILL
+
+
+def test_a_poller_killed_mid_batch_resumes_from_its_checkpoint_losing_and_repeating_nothing(aws_env):
+    customers = [f"c{n:02}" for n in range(40)]
+    for customer_id in customers:
+        make_customer(customer_id)
+    assert bridge.run(once=True) == 40
+    blocker = hold_row(customers[-1])
+    kill_when_blocked(manage("run_poller"), blocker)
     before = poller_progress()
     assert 0 < before < 40
     assert Customer.objects.count() == before  # the batch in flight was never committed

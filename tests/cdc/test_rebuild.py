@@ -198,6 +198,26 @@ def test_reconcile_finds_deleted_rolled_back_and_stray_rows_and_repairs_exactly_
     assert Customer.objects.get(pk="stray").deleted
 
 
+def test_reconcile_takes_no_change_that_the_stream_applied_after_the_scan_for_a_difference(aws_env, monkeypatch):
+    busy_history()
+    sync()
+    pages = list(rebuild.scan_pages(segment=0, total=1, start=None, only=[]))
+    # After the page was read: one customer changes and the stream applies it (its row is now
+    # newer than the page), another changes and the stream has not got there yet.
+    services.customer_update(customer_id="rider0", changes={"full_name": "Changed After The Scan"})
+    sync()
+    services.customer_update(customer_id="Rider1", changes={"full_name": "Not Projected Yet"})
+    monkeypatch.setattr(rebuild, "scan_pages", lambda **_: iter(pages))
+
+    report = rebuild.reconcile(segments=1, settle_seconds=0)
+
+    # rider0's row is as new as its item now: not "ahead". Rider1's row holds the version the
+    # page read: not "stale" either (its newer change is the stream's to bring).
+    assert (report.differences, report.counts) == (0, {})
+    Customer.objects.filter(pk="rider0").update(version=99)  # now truly newer than DynamoDB
+    assert rebuild.reconcile(segments=1, settle_seconds=0).counts == {"CUSTOMER": {"ahead": 1}}
+
+
 def test_reconcile_repairs_a_change_whose_dead_letter_aged_out(aws_env, monkeypatch):
     busy_history()
     sync()
@@ -227,6 +247,12 @@ def test_the_commands_refuse_bad_options_with_a_clear_message(aws_env):
         call_command("rebuild_read_model", "--segments", "0")
     with pytest.raises(CommandError, match="s3://bucket/prefix/"):
         call_command("rebuild_read_model", "--from-export", "/tmp/export", "--state", "none")
+
+
+def test_a_rebuild_into_a_database_without_its_tables_says_to_migrate_first(aws_env, monkeypatch):
+    monkeypatch.setattr("django.db.migrations.executor.MigrationExecutor.migration_plan", lambda self, targets: ["unapplied"])
+    with pytest.raises(CommandError, match="not migrated: run `manage.py migrate` first"):
+        call_command("rebuild_read_model", "--state", "none")
 
 
 def test_a_rebuild_reads_a_table_export_from_s3_instead_of_scanning(aws_env, tmp_path):

@@ -2,7 +2,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from airticket import ingest
+from airticket.local import ingest
 
 
 class Command(BaseCommand):

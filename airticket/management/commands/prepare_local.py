@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from airticket import local
+from airticket.local import supervisor
 
 
 class Command(BaseCommand):
@@ -11,4 +11,4 @@ class Command(BaseCommand):
         parser.add_argument("--fresh", action="store_true", help="flush the read database after migrating it")
 
     def handle(self, *args, fresh, **options):
-        local.run_steps_here(local.setup_steps(fresh=fresh), self.stdout)
+        supervisor.run_steps_here(supervisor.setup_steps(fresh=fresh), self.stdout)

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from airticket import local
+from airticket.local import supervisor
 
 
 class Command(BaseCommand):
@@ -8,7 +8,7 @@ class Command(BaseCommand):
     requires_system_checks = []
 
     def handle(self, *args, **options):
-        lock = local.forget_saved_state(self.stdout)  # held until the read database is empty
-        local.run_steps_here(local.RESET_STEPS, self.stdout)
+        lock = supervisor.forget_saved_state(self.stdout)  # held until the read database is empty
+        supervisor.run_steps_here(supervisor.RESET_STEPS, self.stdout)
         self.stdout.write("[runlocal] the read database is empty; the next `make run` starts from nothing")
         lock.file.close()

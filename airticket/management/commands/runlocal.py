@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from airticket import local
+from airticket.local import supervisor
 
 
 class Command(BaseCommand):
@@ -13,4 +13,4 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, fresh, **options):
-        raise SystemExit(local.run(self.stdout, fresh=fresh))
+        raise SystemExit(supervisor.run(self.stdout, fresh=fresh))

@@ -27,6 +27,9 @@ class Command(BaseCommand):
             raise CommandError("--segments must be between 1 and 64")
         if max_items_per_second is not None and max_items_per_second <= 0:
             raise CommandError("--max-items-per-second must be positive")
+        unready = rebuild.read_database_unready()
+        if unready:
+            raise CommandError(unready)
         state_path = None if str(state) == "none" else state or Path(settings.BASE_DIR) / "var" / f"rebuild-{settings.DYNAMODB_TABLE}.json"
         try:
             result = rebuild.rebuild(

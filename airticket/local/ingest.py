@@ -16,9 +16,9 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 
 from airticket import aws, streamtools
+from bookings.demo_schedule import demo_dates
 from cdc_lambda import bridge
 
 MENU = [
@@ -76,7 +76,8 @@ class Ingestor:
     api: str
     token: str
     out: Callable[[str], None] = print
-    flight_date: str = field(default_factory=lambda: (date.today() + timedelta(days=1)).isoformat())
+    # The demo schedule's second day: tomorrow where the flights leave, so none has departed.
+    flight_date: str = field(default_factory=lambda: demo_dates()[1])
     wait_timeout: float = 60.0
     # This run's writes not yet seen in the read model, per entity (a newer write replaces the
     # older's check), as checks that are true once it shows them. All of them, not only the

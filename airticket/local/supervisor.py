@@ -5,7 +5,7 @@ moto server (AWS), the DynamoDB-stream -> Kinesis bridge, the CDC poller, the fl
 notifier and the web server. A crashed worker is reported and restarted with backoff; if moto
 itself dies, everything stops. Ctrl-C (or SIGTERM) stops all children, newest first.
 
-Restarts keep the data: moto keeps DynamoDB in LOCAL_STATE_DIR (`airticket.moto_local.Store`),
+Restarts keep the data: moto keeps DynamoDB in LOCAL_STATE_DIR (`airticket.local.moto_server.Store`),
 and after the consumers start, both sides are compared and the read model is brought back in
 line through the stream (`cdc_lambda.consistency`). If the supervisor itself is killed (even
 with kill -9), its children get SIGTERM from the kernel (Linux's parent-death signal) and moto
@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 STAFF_USERNAME = "staff"
 STAFF_PASSWORD = "staff-local-only"  # noqa: S105 - a local demo login, printed on start
 
@@ -281,7 +281,7 @@ def run(out=sys.stdout, *, fresh: bool = False) -> int:
             supervisor.say(f"--fresh: starting from nothing (forgetting {state_dir / 'moto'}, flushing the read database)")
             forget_local_state(state_dir)
         moto_port = env["MOTO_PORT"]
-        moto = [sys.executable, "-m", "airticket.moto_local", "127.0.0.1", moto_port, "--state", str(state_dir / "moto")]
+        moto = [sys.executable, "-m", "airticket.local.moto_server", "127.0.0.1", moto_port, "--state", str(state_dir / "moto")]
         supervisor.start(Child("moto", moto, restartable=False))
         if not supervisor.wait_http(f"http://127.0.0.1:{moto_port}/moto-api/", timeout=300):  # restoring a big table takes a while
             raise SystemExit("[runlocal] moto server did not answer")
