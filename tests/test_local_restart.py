@@ -126,8 +126,8 @@ def test_the_local_system_keeps_every_change_across_a_ctrl_c_and_a_kill_9(databa
         subprocess.run([sys.executable, "manage.py", "ensure_database"], env=env, cwd=ROOT, check=True)
         subprocess.run([sys.executable, "manage.py", "flush", "--noinput"], env=env, cwd=ROOT, check=False)
     system = System(env, tmp_path)
-    system.start()
     try:
+        system.start()  # inside: a start that times out must not leave the system running
         assert system.compared_at_start()["outcome"] == "AGREED"  # the demo schedule in flight is no divergence
         system.write("one")
         system.wait_visible()
@@ -149,6 +149,6 @@ def test_the_local_system_keeps_every_change_across_a_ctrl_c_and_a_kill_9(databa
         system.write("four")
         system.wait_visible()
     finally:
-        if system.process.poll() is None:
+        if system.process is not None and system.process.poll() is None:
             system.interrupt()
     assert "[runlocal] stopped" in system.log.read_text()
