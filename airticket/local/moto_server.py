@@ -24,14 +24,12 @@ import argparse
 import base64
 import contextlib
 import copy
-import fcntl
 import functools
 import json
 import logging
 import os
 import signal
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -49,6 +47,8 @@ from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoResult
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from airticket.local.locks import hold_exclusively
 
 
 def _key(table, op_type: str, op: dict) -> dict:
@@ -228,15 +228,9 @@ class Store:
         snapshot), load it, compact it; returns what was restored."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_file = (self.directory / "moto.lock").open("a")
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"another moto keeps {self.directory} (still stopping, or running)") from None
-                time.sleep(0.2)
+        hold_exclusively(
+            self._lock_file, wait_seconds=wait_seconds, refused=f"another moto keeps {self.directory} (still stopping, or running)"
+        )
         tables, items, replayed = self._load()
         self.compact()
         return f"restored {items} items in {tables} table(s) from {self.directory} ({replayed} journal entries)"

@@ -14,7 +14,6 @@ saves its snapshot; a new run waits for the old children to be gone (they hold t
 """
 
 import ctypes
-import fcntl
 import os
 import shutil
 import signal
@@ -26,6 +25,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from airticket.local.locks import hold_exclusively
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 STAFF_USERNAME = "staff"
@@ -115,19 +116,12 @@ class RunLock:
         self.file = (state_dir / "runlocal.lock").open("a")
 
     def acquire(self, *, wait_seconds: float, say) -> None:
-        deadline = time.monotonic() + wait_seconds
-        waiting = False
-        while True:
-            try:
-                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"[runlocal] another run still uses {Path(self.file.name).parent}: stop it first") from None
-                if not waiting:
-                    say("a previous run is still stopping (or running); waiting for it")
-                    waiting = True
-                time.sleep(0.2)
+        hold_exclusively(
+            self.file,
+            wait_seconds=wait_seconds,
+            refused=f"[runlocal] another run still uses {Path(self.file.name).parent}: stop it first",
+            on_wait=lambda: say("a previous run is still stopping (or running); waiting for it"),
+        )
 
     @property
     def fd(self) -> int:
