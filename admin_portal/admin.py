@@ -964,7 +964,9 @@ class OperationsAdmin(NoWrites, admin.ModelAdmin):
                 result = operations.dlq_redrive(message_ids=ids or None)
                 self.message_user(request, f"Redrive: {result.applied} applied, {len(result.failed)} still failing.", messages.SUCCESS)
                 for failure in result.failed[:10]:
-                    self.message_user(request, failure, messages.WARNING)
+                    # Not the bare "<message id>: ...": the admin capitalises a message's first
+                    # letter, and an SQS message id is case-sensitive.
+                    self.message_user(request, f"Letter {failure}", messages.WARNING)
             elif command == "delete" and ids:
                 self.message_user(request, f"Deleted {operations.dlq_delete(message_ids=ids)} letter(s).", messages.SUCCESS)
             elif command == "purge":

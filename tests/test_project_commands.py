@@ -1,12 +1,14 @@
 """The project's own management commands, through call_command."""
 
 import io
+import os
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from airticket import aws
 from airticket.local import ingest
 from bookings import services
 from bookings.demo_schedule import DEMO_FLIGHTS, demo_dates
@@ -74,3 +76,15 @@ def test_ingest_without_steps_shows_the_labs_menu_and_exits_on_12(monkeypatch):
 
 def test_ingest_reads_seed_as_one_step_after_the_demo():
     assert ingest.parse_steps(["demo", "seed"]) == [*ingest.DEMO, "seed"]
+
+
+def test_ingest_reports_an_unreachable_aws_endpoint_as_a_command_error_naming_it(monkeypatch):
+    # --aws-endpoint rewrites the process's AWS_ENDPOINT_URL: monkeypatch puts it back, and the
+    # clients made for the dead endpoint are dropped, so later tests reach moto again.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL", ""))
+    try:
+        with pytest.raises(CommandError, match=r"http://127.0.0.1:9: .*--aws-endpoint"):
+            call_command("ingest", "--api", "http://127.0.0.1:9", "--aws-endpoint", "http://127.0.0.1:9", "11", stdout=io.StringIO())
+    finally:
+        monkeypatch.undo()
+        aws.reset_clients()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from airticket import aws, streamtools
+from airticket.local.supervisor import DEFAULT_MOTO_PORT
 from bookings.demo_schedule import demo_dates
 from cdc_lambda import bridge
 
@@ -353,5 +354,5 @@ def default_aws_endpoint(api: str) -> str | None:
         return None
     host = urllib.parse.urlsplit(api).hostname
     if host in ("127.0.0.1", "localhost", "::1"):
-        return f"http://127.0.0.1:{os.environ.get('MOTO_PORT', '5000')}"
+        return f"http://127.0.0.1:{os.environ.get('MOTO_PORT', DEFAULT_MOTO_PORT)}"
     return None

@@ -31,6 +31,7 @@ from airticket.local.locks import hold_exclusively
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 STAFF_USERNAME = "staff"
 STAFF_PASSWORD = "staff-local-only"  # noqa: S105 - a local demo login, printed on start
+DEFAULT_MOTO_PORT = "5000"
 
 
 def local_environment(base: dict | None = None) -> dict:
@@ -38,7 +39,7 @@ def local_environment(base: dict | None = None) -> dict:
     env = dict(os.environ if base is None else base)
     env.setdefault("LOCAL_STATE_DIR", str(BASE_DIR / "var" / "local"))
     port = env.setdefault("PORT", "8000")
-    moto_port = env.setdefault("MOTO_PORT", "5000")
+    moto_port = env.setdefault("MOTO_PORT", DEFAULT_MOTO_PORT)
     env.setdefault("AWS_ENDPOINT_URL", f"http://127.0.0.1:{moto_port}")
     env.setdefault("AWS_ACCESS_KEY_ID", "local")
     env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
@@ -222,6 +223,10 @@ class Supervisor:
     def banner(self, token: str) -> None:
         base = self.env["AIRTICKET_LOCAL_URL"]
         python = printable_python()
+        # `ingest` reaches moto itself (steps 10 and 11) and, in the user's shell, knows only the
+        # default port: with MOTO_PORT set for this run the command must name the endpoint.
+        endpoint = self.env["AWS_ENDPOINT_URL"]
+        aws_option = "" if endpoint == f"http://127.0.0.1:{DEFAULT_MOTO_PORT}" else f" --aws-endpoint {endpoint}"
         lines = [
             "",
             "The air-ticket system is running.",
@@ -233,7 +238,7 @@ class Supervisor:
             f"  Health         {base}/healthz",
             f"  AWS (moto)     {self.env['AWS_ENDPOINT_URL']}   (DynamoDB kept in {self.env['LOCAL_STATE_DIR']}; make reset starts afresh)",
             f"  Staff token    {token}",
-            f"  Demo           {python} manage.py ingest --api {base} demo --keep   (the lab's demo, then a day to look at)",
+            f"  Demo           {python} manage.py ingest --api {base}{aws_option} demo --keep   (the lab's demo, then a day to look at)",
             f"  Weather        {python} manage.py demo_weather   (alerts from now over the demo's cities)",
             "Ctrl-C stops everything.",
             "",

@@ -221,14 +221,15 @@ def test_the_operations_page_shows_checkpoints_and_dead_letters_and_redrives_the
         records=7,
     )
     aws.sqs().send_message(QueueUrl=aws.dlq_url(), MessageBody=_letter(data=_customer_change()))
-    aws.sqs().send_message(QueueUrl=aws.dlq_url(), MessageBody=_letter(data=b"not json", reason=dlq.POISON, error="undecodable"))
+    garbage = _letter(data=b"not json", reason=dlq.POISON, error="undecodable")
+    poison = aws.sqs().send_message(QueueUrl=aws.dlq_url(), MessageBody=garbage)["MessageId"]
 
     page = shown(admin_client.get(OPERATIONS))
     redriven = shown(admin_client.post(OPERATIONS, {"command": "redrive"}, follow=True))
 
     assert "shardId-000000000000" in page and 'id="dlq-depth">2<' in page
     assert "undecodable" in page and "retries_exhausted" in page
-    assert "1 applied, 1 still failing" in redriven and "still poison" in redriven
+    assert "1 applied, 1 still failing" in redriven and f"Letter {poison}: still poison" in redriven  # the id as SQS has it
     assert Customer.objects.get(pk="zed").full_name == "Zed"
     assert 'id="dlq-depth">1<' in shown(admin_client.get(OPERATIONS))
 

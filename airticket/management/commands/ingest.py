@@ -1,5 +1,7 @@
+import os
 import sys
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 
 from airticket.local import ingest
@@ -38,6 +40,10 @@ class Command(BaseCommand):
                 self.interactive(ingestor)
         except (ingest.IngestError, ValueError) as exc:
             raise CommandError(str(exc)) from None
+        except (BotoCoreError, ClientError) as exc:
+            # Steps 10 and 11 talk to AWS directly: a wrong moto port is the usual cause.
+            endpoint = os.environ.get("AWS_ENDPOINT_URL", "AWS")
+            raise CommandError(f"{endpoint}: {exc} (steps 10 and 11 reach AWS directly; name it with --aws-endpoint)") from None
 
     def write(self, text: str = "", end: str = "\n") -> None:
         self.stdout.write(text, ending=end)
