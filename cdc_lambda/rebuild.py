@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -361,7 +362,9 @@ def _existing(keys: list[dict]) -> set[tuple[str, str]]:
 
 def _tombstone(entity: str, row: tuple) -> Change:
     version = int(row[1]) + 1
-    values = list(row)
+    # Dates and times as the text a decoded change carries: the row comes back from the database
+    # as Python objects, and SQLite's driver binds no `time` (MySQL's takes either).
+    values = [value.isoformat() if isinstance(value, date | dt_time) and not isinstance(value, datetime) else value for value in row]
     values[1], values[2], values[3] = version, True, _text_instant(row[3])
     route = ()
     if entity == FLIGHT:
