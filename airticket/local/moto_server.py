@@ -22,12 +22,14 @@ items outlive the process: see `Store`.
 
 import argparse
 import base64
+import bisect
 import contextlib
 import copy
 import fcntl
 import functools
 import json
 import logging
+import operator
 import os
 import signal
 import threading
@@ -121,6 +123,7 @@ def _apply(backend, op_type: str, op: dict, key: dict) -> None:
 
 
 def _restore(table, key: dict, item) -> None:
+    _forget_sorted_keys(table)  # written past put_item and delete_item
     hash_value = DynamoType(key[table.hash_key_attr])
     range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
     bucket = table.items[hash_value] if range_value is not None else table.items
@@ -165,24 +168,126 @@ def _execute_result(self, context):
 DynamoResult.execute_result = _execute_result
 
 
-# --- a Scan's order, sorted natively ------------------------------------------------------------
+# --- a Scan's order, kept sorted; a page starts at its ExclusiveStartKey ------------------------
 #
 # moto sorts the whole table for every Scan request, comparing `DynamoType` objects (a Python
-# call per comparison): with 200,000 items that is seconds of CPU per 1 MB page, under the lock
-# that serialises DynamoDB, so a command queued behind a rebuild's Scan timed out. The same order
-# by the values those comparisons compare (`cast_value`, the key attributes' types being fixed by
-# the schema), compared natively.
+# call per comparison), then walks it from its first item to the page's ExclusiveStartKey,
+# comparing each item passed in Python: O(table) per page, under the lock that serialises
+# DynamoDB. A 200,000-item rebuild crawled at ~20 items/s that way, and the commands queued
+# behind its pages got 0.1/s. So each table keeps its keys sorted, in the same order (by the
+# values those comparisons compare: `cast_value`, the key attributes' types being fixed by the
+# schema): sorted once, then kept by every put and delete, and a page bisects to its start key
+# and hands moto's own Scan loop (segments, Limit, the 1 MB page, filters, LastEvaluatedKey)
+# the items from there on, so a page costs O(page).
 _moto_all_items = Table.all_items
+_moto_scan = Table.scan
+_moto_put_item = Table.put_item
+_moto_delete_item = Table.delete_item
+_SORT = operator.itemgetter(0)
+
+
+def _sort_key(table, key: dict) -> tuple:
+    """A key's place in the order, from its DynamoDB JSON (an ExclusiveStartKey)."""
+    hash_value = DynamoType(key[table.hash_key_attr]).cast_value
+    return (hash_value, DynamoType(key[table.range_key_attr]).cast_value) if table.range_key_attr else (hash_value,)
+
+
+def _entry(item) -> tuple:
+    if item.range_key is None:
+        return (item.hash_key.cast_value,), item.hash_key, None
+    return (item.hash_key.cast_value, item.range_key.cast_value), item.hash_key, item.range_key
+
+
+class _SortedKeys:
+    """A table's keys in Scan order. New keys wait in `new` and are merged at the next read, so
+    a burst of puts (a bulk load) costs one sort of a sorted list and a tail, not an insert
+    into the middle of the list per put."""
+
+    def __init__(self, table):
+        self.table = table
+        items = table.items.values()
+        every = [item for bucket in items for item in bucket.values()] if table.range_key_attr else list(items)
+        self.keys = sorted(map(_entry, every), key=_SORT)
+        self.new: dict[tuple, tuple] = {}
+
+    def _position(self, sort_key: tuple) -> int | None:
+        position = bisect.bisect_left(self.keys, sort_key, key=_SORT)
+        return position if position < len(self.keys) and self.keys[position][0] == sort_key else None
+
+    def added(self, item) -> None:
+        entry = _entry(item)
+        if entry[0] not in self.new and self._position(entry[0]) is None:
+            self.new[entry[0]] = entry
+
+    def removed(self, item) -> None:
+        sort_key = _entry(item)[0]
+        if self.new.pop(sort_key, None) is None and (position := self._position(sort_key)) is not None:
+            del self.keys[position]
+
+    def _merged(self) -> list:
+        if self.new:
+            self.keys.extend(self.new.values())
+            self.keys.sort(key=_SORT)  # a sorted run and a tail: Timsort merges them in O(n)
+            self.new.clear()
+        return self.keys
+
+    def items(self, after: dict | None = None):
+        """The items in order, from just after the key `after` (from the first without one)."""
+        keys = self._merged()
+        position = bisect.bisect_right(keys, _sort_key(self.table, after), key=_SORT) if after else 0
+        buckets = self.table.items
+        for index in range(position, len(keys)):
+            _, hash_key, range_key = keys[index]
+            bucket = buckets.get(hash_key)  # .get: `items` is a defaultdict
+            yield bucket if range_key is None else bucket[range_key]
+
+
+def _sorted_keys(table) -> _SortedKeys:
+    keys = table.__dict__.get("_sorted_keys")
+    if keys is None:
+        keys = table._sorted_keys = _SortedKeys(table)
+    return keys
+
+
+def _forget_sorted_keys(table) -> None:
+    """For a change made to `table.items` directly: the next read sorts afresh."""
+    table.__dict__.pop("_sorted_keys", None)
 
 
 def _all_items(self) -> list:
-    if self.range_key_attr:
-        items = [item for hash_set in self.items.values() for item in hash_set.values()]
-        return sorted(items, key=lambda item: (item.hash_key.cast_value, item.range_key.cast_value))
-    return sorted(self.items.values(), key=lambda item: item.hash_key.cast_value)
+    return list(_sorted_keys(self).items())
+
+
+def _scan(self, filters, limit, exclusive_start_key, filter_expression=None, index_name=None, *args, **kwargs):
+    if index_name:  # an index's order is not the table's: moto's own way
+        return _moto_scan(self, filters, limit, exclusive_start_key, filter_expression, index_name, *args, **kwargs)
+    # moto's loop reads `self.all_items()`; for this call (under the DynamoDB lock) that is the
+    # items after the start key, so its walk to the key takes one comparison.
+    self.all_items = functools.partial(_sorted_keys(self).items, exclusive_start_key)
+    try:
+        return _moto_scan(self, filters, limit, exclusive_start_key, filter_expression, index_name, *args, **kwargs)
+    finally:
+        del self.all_items
+
+
+def _put_item(self, *args, **kwargs):
+    item = _moto_put_item(self, *args, **kwargs)
+    if (keys := self.__dict__.get("_sorted_keys")) is not None:
+        keys.added(item)
+    return item
+
+
+def _delete_item(self, *args, **kwargs):
+    item = _moto_delete_item(self, *args, **kwargs)
+    if item is not None and (keys := self.__dict__.get("_sorted_keys")) is not None:
+        keys.removed(item)
+    return item
 
 
 Table.all_items = _all_items
+Table.scan = _scan
+Table.put_item = _put_item
+Table.delete_item = _delete_item
 
 
 # --- DynamoDB on disk ---------------------------------------------------------------------------
