@@ -25,6 +25,7 @@ import threading
 import time
 import urllib.request
 from datetime import timedelta
+from pathlib import Path
 
 import moto_bulk
 from common import ROOT, setup_django, use_database, write_docs
@@ -170,12 +171,18 @@ def main() -> None:
     moto = start_moto()
     try:
         setup_django()
-        run(args)
+        run(args, moto_pid=moto.pid)
     finally:
         moto.terminate()
 
 
-def run(args) -> None:
+def peak_memory_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), from /proc: the moto server's, which holds the table."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def run(args, *, moto_pid: int) -> None:
     from django.conf import settings
 
     from airticket import aws
@@ -205,7 +212,9 @@ def run(args) -> None:
         thread.start()
     started = time.perf_counter()
     shown: list[tuple[float, str]] = []  # the progress log lines, timed
-    result = rebuild.rebuild(segments=args.segments, state_path=None, out=lambda line: shown.append((time.perf_counter(), line)))
+    result = rebuild.rebuild(
+        segments=args.segments, state_path=None, out=lambda line: (shown.append((time.perf_counter(), line)), note(line))
+    )
     rebuilt_s = time.perf_counter() - started
     eta = eta_accuracy(shown, started=started, finished=started + rebuilt_s)
     note(f"rebuilt {result.items} items in {rebuilt_s:.0f} s; {eta}")
@@ -256,6 +265,7 @@ def run(args) -> None:
     export_s = time.perf_counter() - started
     note(f"export route: {exported.items} items in {export_s:.0f} s")
 
+    moto_peak_mb = peak_memory_mb(moto_pid)
     body = f"""`bench/rebuild_bench.py --items {args.items} --rate {args.rate:g} --segments {args.segments}` on {platform.machine()}, {os.cpu_count()} cores,
 Python {platform.python_version()}, MariaDB at 127.0.0.1, moto server in its own process. Load average (1, 5, 15 min) at the start
 {" ".join(f"{v:.1f}" for v in load_before)}, at the end {" ".join(f"{v:.1f}" for v in os.getloadavg())}: other work was running on the machine.
@@ -268,6 +278,7 @@ Python {platform.python_version()}, MariaDB at 127.0.0.1, moto server in its own
 | commands issued meanwhile (through bridge and poller) | {sent[0]} done in {rebuilt_s:.0f} s ({sent[0] / rebuilt_s:.1f}/s of {args.rate:g}/s asked); {len(failed)} failed{f" ({', '.join(sorted(set(failed)))})" if failed else ""} |
 | from the start to `reconcile` reporting {report.differences} differences | {zero_s:.1f} s |
 | peak memory of the process (rebuild, bridge, poller, load data) | {peak_mb:,.0f} MB |
+| peak memory of the moto server (holds the table) | {moto_peak_mb:,.0f} MB |
 | the Scan alone ({args.segments} segments, 1 MB pages) | {scanned:,} items in {scan_s:.1f} s = {scanned / scan_s:,.0f} items/s |
 | the projection alone (same pages, one thread) | {scanned / project_s:,.0f} items/s |
 | rebuild from a table export (`--from-export`) | {exported.items:,} items in {export_s:.1f} s = **{exported.items / export_s:,.0f} items/s** |
