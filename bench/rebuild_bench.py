@@ -182,6 +182,38 @@ def peak_memory_mb(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system, all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mariadb_pid() -> int | None:
+    """The local MariaDB server's pid (shared with whatever else uses it), if it runs here."""
+    for status in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if status.read_text().strip() in ("mariadbd", "mysqld"):
+                return int(status.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+class CpuShare:
+    """CPU seconds that moto, this process and MariaDB spent in a phase, against its wall time:
+    which one was busy all along says what bounds the phase."""
+
+    def __init__(self, moto_pid: int):
+        self.pids = {"moto": moto_pid, "this process": os.getpid(), "MariaDB (shared)": mariadb_pid()}
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items() if pid}
+        self.started = time.perf_counter()
+
+    def __str__(self) -> str:
+        wall = time.perf_counter() - self.started
+        used = {name: cpu_seconds(self.pids[name]) - before for name, before in self.before.items()}
+        return ", ".join(f"{name} {seconds:.0f} s ({seconds / wall:.0%})" for name, seconds in used.items()) + f" of {wall:.0f} s"
+
+
 def run(args, *, moto_pid: int) -> None:
     from django.conf import settings
 
@@ -211,11 +243,13 @@ def run(args, *, moto_pid: int) -> None:
     for thread in background:
         thread.start()
     started = time.perf_counter()
+    rebuild_cpu = CpuShare(moto_pid)
     shown: list[tuple[float, str]] = []  # the progress log lines, timed
     result = rebuild.rebuild(
         segments=args.segments, state_path=None, out=lambda line: (shown.append((time.perf_counter(), line)), note(line))
     )
     rebuilt_s = time.perf_counter() - started
+    rebuild_cpu = str(rebuild_cpu)
     eta = eta_accuracy(shown, started=started, finished=started + rebuilt_s)
     note(f"rebuilt {result.items} items in {rebuilt_s:.0f} s; {eta}")
     stop.set()
@@ -230,18 +264,22 @@ def run(args, *, moto_pid: int) -> None:
 
     # The parts alone: the Scan, and the projection of pages already read.
     started = time.perf_counter()
+    scan_cpu = CpuShare(moto_pid)
     pages = [
         items
         for segment in range(args.segments)
         for items, _ in rebuild.scan_pages(segment=segment, total=args.segments, start=None, only=[])
     ]
     scan_s = time.perf_counter() - started
+    scan_cpu = str(scan_cpu)
     note(f"scan alone: {scan_s:.0f} s")
     empty_read_model()
     started = time.perf_counter()
+    project_cpu = CpuShare(moto_pid)
     for items in pages:
         rebuild.project(items, source="bench")
     project_s = time.perf_counter() - started
+    project_cpu = str(project_cpu)
     note(f"projection alone: {project_s:.0f} s")
     scanned = sum(len(p) for p in pages)
 
@@ -274,6 +312,7 @@ Python {platform.python_version()}, MariaDB at 127.0.0.1, moto server in its own
 |---|---|
 | items in the table (ItemCount) | {table_items:,} (loaded in {load_s:.0f} s straight into moto's backend: `bench/moto_bulk.py`) |
 | rebuild by parallel Scan ({args.segments} segments) into an empty read database, {args.rate:g} commands/s flowing | {result.items:,} items in {rebuilt_s:.1f} s = **{result.items / rebuilt_s:,.0f} items/s** |
+| CPU time in the rebuild | {rebuild_cpu} |
 | the progress line's ETA against the time really left | {eta} |
 | commands issued meanwhile (through bridge and poller) | {sent[0]} done in {rebuilt_s:.0f} s ({sent[0] / rebuilt_s:.1f}/s of {args.rate:g}/s asked); {len(failed)} failed{f" ({', '.join(sorted(set(failed)))})" if failed else ""} |
 | from the start to `reconcile` reporting {report.differences} differences | {zero_s:.1f} s |
@@ -281,6 +320,7 @@ Python {platform.python_version()}, MariaDB at 127.0.0.1, moto server in its own
 | peak memory of the moto server (holds the table) | {moto_peak_mb:,.0f} MB |
 | the Scan alone ({args.segments} segments, 1 MB pages) | {scanned:,} items in {scan_s:.1f} s = {scanned / scan_s:,.0f} items/s |
 | the projection alone (same pages, one thread) | {scanned / project_s:,.0f} items/s |
+| CPU time in the Scan alone; in the projection alone | {scan_cpu}; {project_cpu} |
 | rebuild from a table export (`--from-export`) | {exported.items:,} items in {export_s:.1f} s = **{exported.items / export_s:,.0f} items/s** |
 
 What bounds it: the Scan alone runs at {scanned / scan_s:,.0f} items/s and the projection alone at
