@@ -6,6 +6,7 @@ import hashlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -185,6 +186,38 @@ def test_a_paged_scan_under_writes_between_pages_returns_each_item_once_as_moto_
 
     _with_motos_own_scan(monkeypatch)
     assert fast == run()
+
+
+def test_a_request_waiting_for_dynamodb_goes_before_a_scan_page_waiting():
+    lock, order = moto_server._ScansLastLock(), []
+
+    def request(kind: str) -> threading.Thread:
+        def run():
+            lock.acquire(scan=kind == "scan")
+            order.append(kind)
+            lock.release()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    def until(condition) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    with lock:  # a request in progress; a Scan page, then another request, queue behind it
+        scan = request("scan")
+        until(lambda: lock.waiting["scan"] == 1)
+        other = request("other")
+        until(lambda: lock.waiting["other"] == 1)
+    scan.join(10)
+    other.join(10)
+    assert order == ["other", "scan"]
+    scan = request("scan")  # nothing else waiting: a Scan goes straight in
+    scan.join(10)
+    assert order[-1] == "scan"
 
 
 def test_a_transaction_whose_last_condition_fails_writes_nothing(aws_env):
