@@ -25,6 +25,7 @@ import threading
 import time
 import urllib.request
 from datetime import timedelta
+from pathlib import Path
 
 import moto_bulk
 from common import ROOT, setup_django, use_database, write_docs
@@ -170,12 +171,57 @@ def main() -> None:
     moto = start_moto()
     try:
         setup_django()
-        run(args)
+        run(args, moto_pid=moto.pid)
     finally:
         moto.terminate()
 
 
-def run(args) -> None:
+def peak_memory_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), from /proc: the moto server's, which holds the table."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system, all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mariadb_pid() -> int | None:
+    """The local MariaDB server's pid (shared with whatever else uses it), if it runs here."""
+    for status in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if status.read_text().strip() in ("mariadbd", "mysqld"):
+                return int(status.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+class CpuShare:
+    """CPU seconds that moto, this process and MariaDB spent in a phase, against its wall time:
+    which one was busy all along says what bounds the phase."""
+
+    def __init__(self, moto_pid: int):
+        self.pids = {"moto": moto_pid, "this process": os.getpid(), "MariaDB (shared)": mariadb_pid()}
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items() if pid}
+        self.started = time.perf_counter()
+
+    def __str__(self) -> str:
+        wall = time.perf_counter() - self.started
+        used = {name: cpu_seconds(self.pids[name]) - before for name, before in self.before.items()}
+        return ", ".join(f"{name} {seconds:.0f} s ({seconds / wall:.0%})" for name, seconds in used.items()) + f" of {wall:.0f} s"
+
+
+def bound(*, scan_s: float, project_s: float) -> str:
+    """Which part alone is slower; within 10 % they are a tie, not a bound."""
+    if abs(scan_s - project_s) <= 0.1 * max(scan_s, project_s):
+        return "the two run at about the same pace: neither alone bounds the rebuild"
+    return f"the {'Scan (moto)' if scan_s > project_s else 'projection (MariaDB and the decoding)'} is the limit"
+
+
+def run(args, *, moto_pid: int) -> None:
     from django.conf import settings
 
     from airticket import aws
@@ -204,9 +250,13 @@ def run(args) -> None:
     for thread in background:
         thread.start()
     started = time.perf_counter()
+    rebuild_cpu = CpuShare(moto_pid)
     shown: list[tuple[float, str]] = []  # the progress log lines, timed
-    result = rebuild.rebuild(segments=args.segments, state_path=None, out=lambda line: shown.append((time.perf_counter(), line)))
+    result = rebuild.rebuild(
+        segments=args.segments, state_path=None, out=lambda line: (shown.append((time.perf_counter(), line)), note(line))
+    )
     rebuilt_s = time.perf_counter() - started
+    rebuild_cpu = str(rebuild_cpu)
     eta = eta_accuracy(shown, started=started, finished=started + rebuilt_s)
     note(f"rebuilt {result.items} items in {rebuilt_s:.0f} s; {eta}")
     stop.set()
@@ -221,18 +271,22 @@ def run(args) -> None:
 
     # The parts alone: the Scan, and the projection of pages already read.
     started = time.perf_counter()
+    scan_cpu = CpuShare(moto_pid)
     pages = [
         items
         for segment in range(args.segments)
         for items, _ in rebuild.scan_pages(segment=segment, total=args.segments, start=None, only=[])
     ]
     scan_s = time.perf_counter() - started
+    scan_cpu = str(scan_cpu)
     note(f"scan alone: {scan_s:.0f} s")
     empty_read_model()
     started = time.perf_counter()
+    project_cpu = CpuShare(moto_pid)
     for items in pages:
         rebuild.project(items, source="bench")
     project_s = time.perf_counter() - started
+    project_cpu = str(project_cpu)
     note(f"projection alone: {project_s:.0f} s")
     scanned = sum(len(p) for p in pages)
 
@@ -256,6 +310,7 @@ def run(args) -> None:
     export_s = time.perf_counter() - started
     note(f"export route: {exported.items} items in {export_s:.0f} s")
 
+    moto_peak_mb = peak_memory_mb(moto_pid)
     body = f"""`bench/rebuild_bench.py --items {args.items} --rate {args.rate:g} --segments {args.segments}` on {platform.machine()}, {os.cpu_count()} cores,
 Python {platform.python_version()}, MariaDB at 127.0.0.1, moto server in its own process. Load average (1, 5, 15 min) at the start
 {" ".join(f"{v:.1f}" for v in load_before)}, at the end {" ".join(f"{v:.1f}" for v in os.getloadavg())}: other work was running on the machine.
@@ -264,17 +319,21 @@ Python {platform.python_version()}, MariaDB at 127.0.0.1, moto server in its own
 |---|---|
 | items in the table (ItemCount) | {table_items:,} (loaded in {load_s:.0f} s straight into moto's backend: `bench/moto_bulk.py`) |
 | rebuild by parallel Scan ({args.segments} segments) into an empty read database, {args.rate:g} commands/s flowing | {result.items:,} items in {rebuilt_s:.1f} s = **{result.items / rebuilt_s:,.0f} items/s** |
+| CPU time in the rebuild | {rebuild_cpu} |
 | the progress line's ETA against the time really left | {eta} |
 | commands issued meanwhile (through bridge and poller) | {sent[0]} done in {rebuilt_s:.0f} s ({sent[0] / rebuilt_s:.1f}/s of {args.rate:g}/s asked); {len(failed)} failed{f" ({', '.join(sorted(set(failed)))})" if failed else ""} |
 | from the start to `reconcile` reporting {report.differences} differences | {zero_s:.1f} s |
 | peak memory of the process (rebuild, bridge, poller, load data) | {peak_mb:,.0f} MB |
+| peak memory of the moto server (holds the table) | {moto_peak_mb:,.0f} MB |
 | the Scan alone ({args.segments} segments, 1 MB pages) | {scanned:,} items in {scan_s:.1f} s = {scanned / scan_s:,.0f} items/s |
 | the projection alone (same pages, one thread) | {scanned / project_s:,.0f} items/s |
+| CPU time in the Scan alone; in the projection alone | {scan_cpu}; {project_cpu} |
 | rebuild from a table export (`--from-export`) | {exported.items:,} items in {export_s:.1f} s = **{exported.items / export_s:,.0f} items/s** |
 
 What bounds it: the Scan alone runs at {scanned / scan_s:,.0f} items/s and the projection alone at
-{scanned / project_s:,.0f} items/s, so here the {"Scan (moto serialises DynamoDB requests)" if scan_s > project_s else "projection (MariaDB and the decoding)"} is the limit;
-the export route skips the Scan and runs at the projection's pace.
+{scanned / project_s:,.0f} items/s, so here {bound(scan_s=scan_s, project_s=project_s)};
+the export route skips the Scan and runs at the projection's pace. The CPU times say which
+process was busy in each phase.
 
 **On AWS, on paper, 100 M items of about 300 bytes** (30 GB):
 - *Parallel Scan, consistent reads:* 4 KB per read unit for a strongly consistent read, so

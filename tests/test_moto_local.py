@@ -2,9 +2,11 @@
 no stream record; with a state directory, DynamoDB outlives the process."""
 
 import contextlib
+import hashlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +87,137 @@ def test_a_scan_walks_the_items_in_motos_own_order(aws_env):
         ("CUSTOMER#a", "ORDER#2"),
         ("CUSTOMER#b", "PROFILE"),
     ]
+
+
+def _key(pk: str, sk: str) -> dict:
+    return {"PK": {"S": pk}, "SK": {"S": sk}}
+
+
+def _write(ddb, puts: list[dict] = (), deletes: list[dict] = ()) -> None:
+    requests = [{"PutRequest": {"Item": item}} for item in puts] + [{"DeleteRequest": {"Key": key}} for key in deletes]
+    for start in range(0, len(requests), 25):
+        ddb.batch_write_item(RequestItems={settings.DYNAMODB_TABLE: requests[start : start + 25]})
+
+
+def _seed(ddb) -> list[dict]:
+    """The table holding exactly: customers with a few orders each (several items per hash
+    key), and a few 150 KB items, so that pages end by Limit and by moto's 1 MB page size."""
+    _write(ddb, deletes=[item for items, _ in _paged_scan(ddb, ProjectionExpression="PK, SK") for item in items])
+    items = [{**_key(f"CUSTOMER#{n:03d}", sk), "n": {"N": str(n)}} for n in range(60) for sk in ("PROFILE", f"ORDER#{n}", "ORDER#x")]
+    items += [{**_key(f"BIG#{n}", "X"), "blob": {"S": "x" * 150_000}} for n in range(30)]
+    _write(ddb, puts=items)
+    return items
+
+
+def _paged_scan(ddb, between=lambda page: None, **kwargs) -> list[tuple[list, dict | None]]:
+    """Every page of a Scan that follows LastEvaluatedKey, calling `between` after each page."""
+    pages, start = [], None
+    while True:
+        reply = ddb.scan(
+            TableName=settings.DYNAMODB_TABLE, ConsistentRead=True, **kwargs, **({"ExclusiveStartKey": start} if start else {})
+        )
+        pages.append((reply["Items"], reply.get("LastEvaluatedKey")))
+        start = reply.get("LastEvaluatedKey")
+        if start is None:
+            return pages
+        between(len(pages))
+
+
+def _keys(pages) -> list[tuple]:
+    return [(item["PK"]["S"], item["SK"]["S"]) for items, _ in pages for item in items]
+
+
+def _with_motos_own_scan(monkeypatch) -> None:
+    monkeypatch.setattr(moto_server.Table, "scan", moto_server._moto_scan)
+    monkeypatch.setattr(moto_server.Table, "all_items", moto_server._moto_all_items)
+
+
+@pytest.mark.parametrize("paging", [{"Limit": 7}, {}, {"Limit": 5, "Segment": 1, "TotalSegments": 3}, {"Segment": 1, "TotalSegments": 2}])
+def test_a_paged_scan_returns_every_item_exactly_once_and_the_same_pages_as_motos_own(aws_env, monkeypatch, paging):
+    ddb = aws.dynamodb()
+    items = _seed(ddb)
+    segments = [paging["Segment"]] if "TotalSegments" in paging else [None]
+    if segments != [None]:
+        segments = range(paging["TotalSegments"])
+    fast = [_paged_scan(ddb, **{**paging, **({"Segment": s} if s is not None else {})}) for s in segments]
+    everything = [key for pages in fast for key in _keys(pages)]
+    assert sorted(everything) == sorted((i["PK"]["S"], i["SK"]["S"]) for i in items)  # each once, segments together
+    assert sum(len(pages) for pages in fast) > len(fast)  # it did page, by Limit or by size
+
+    _with_motos_own_scan(monkeypatch)
+    assert fast == [_paged_scan(ddb, **{**paging, **({"Segment": s} if s is not None else {})}) for s in segments]
+
+
+@pytest.mark.parametrize("paging", [{"Limit": 10}, {"Limit": 4, "Segment": 0, "TotalSegments": 2}])
+def test_a_paged_scan_under_writes_between_pages_returns_each_item_once_as_moto_does(aws_env, monkeypatch, paging):
+    ddb = aws.dynamodb()
+
+    def writes(page: int) -> None:
+        # New keys before and after the cursor, rewrites, and deletes of items not read yet.
+        _write(
+            ddb,
+            puts=[
+                {**_key(f"CUSTOMER#{page:03d}", f"ORDER#new{page}"), "n": {"N": "0"}},
+                {**_key(f"CUSTOMER#{59 - page:03d}", f"ORDER#new{page}"), "n": {"N": "0"}},
+                {**_key(f"LATE#{page}", "X"), "n": {"N": "0"}},
+                {**_key(f"CUSTOMER#{page + 1:03d}", "PROFILE"), "n": {"N": str(-page)}},
+            ],
+            deletes=[_key(f"CUSTOMER#{58 - page:03d}", "ORDER#x")],
+        )
+
+    def run() -> list:
+        _seed(ddb)
+        return _paged_scan(ddb, between=writes, **paging)
+
+    fast = run()
+    keys = _keys(fast)
+    assert len(keys) == len(set(keys))  # none twice
+    deleted = {(f"CUSTOMER#{58 - page:03d}", "ORDER#x") for page in range(1, len(fast))}
+    untouched = {(f"CUSTOMER#{n:03d}", "PROFILE") for n in range(60)} - deleted
+    # moto's segment of an item: the first byte of its hash key's MD5, modulo TotalSegments.
+    in_segment = {
+        key for key in untouched if hashlib.md5(key[0].encode()).digest()[0] % paging.get("TotalSegments", 1) == paging.get("Segment", 0)
+    }
+    assert in_segment <= set(keys)  # every item there all along, once
+    assert len(in_segment) > 10
+    # An item written in place between pages is read as it stands when its page is read.
+    rewritten = {(item["PK"]["S"]): item["n"]["N"] for items, _ in fast for item in items if item["SK"]["S"] == "PROFILE"}
+    assert any(value.startswith("-") for value in rewritten.values())
+
+    _with_motos_own_scan(monkeypatch)
+    assert fast == run()
+
+
+def test_a_request_waiting_for_dynamodb_goes_before_a_scan_page_waiting():
+    lock, order = moto_server._ScansLastLock(), []
+
+    def request(kind: str) -> threading.Thread:
+        def run():
+            lock.acquire(scan=kind == "scan")
+            order.append(kind)
+            lock.release()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    def until(condition) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    with lock:  # a request in progress; a Scan page, then another request, queue behind it
+        scan = request("scan")
+        until(lambda: lock.waiting["scan"] == 1)
+        other = request("other")
+        until(lambda: lock.waiting["other"] == 1)
+    scan.join(10)
+    other.join(10)
+    assert order == ["other", "scan"]
+    scan = request("scan")  # nothing else waiting: a Scan goes straight in
+    scan.join(10)
+    assert order[-1] == "scan"
 
 
 def test_a_transaction_whose_last_condition_fails_writes_nothing(aws_env):
