@@ -35,7 +35,7 @@ test: install
 	bin/ensure-test-services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	DATABASE_URL=$(MARIADB_URL) $(BIN)/pytest -n 2 --dist loadgroup
+	DATABASE_URL=$(MARIADB_URL) $(BIN)/pytest -n 2 --dist loadgroup --durations=15
 	@# Again with the clock moved (tests/clock/sitecustomize.py, time-machine): no test may
 	@# depend on the day or the hour it runs. All of it but the restart test (three system
 	@# starts, minutes, nothing in it reads a date): it keeps make test near ten minutes.
