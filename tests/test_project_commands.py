@@ -88,3 +88,26 @@ def test_ingest_reports_an_unreachable_aws_endpoint_as_a_command_error_naming_it
     finally:
         monkeypatch.undo()
         aws.reset_clients()
+
+
+@pytest.fixture
+def aws_out_of_reach(monkeypatch):
+    """AWS at a port nothing listens on (a shell without `make run`'s environment, or moto down)."""
+    from airticket.local.supervisor import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    aws.reset_clients()
+    yield endpoint
+    monkeypatch.undo()
+    aws.reset_clients()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("command", [["reconcile"], ["rebuild_read_model"], ["check_consistency"], ["provision_aws"]])
+def test_a_command_that_cannot_reach_aws_says_so_in_one_line_naming_the_endpoint(aws_out_of_reach, command):
+    with pytest.raises(CommandError) as refused:
+        run(*command)
+    message = str(refused.value)
+    assert message.startswith(f"{aws_out_of_reach}: Could not connect to the endpoint URL"), message
+    assert "AWS_ENDPOINT_URL" in message and "\n" not in message

@@ -1,12 +1,13 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from airticket import stack as data_stack
+from airticket.commands import AwsCommand
 from airticket.provisioning import ensure_alarms, ensure_stage_throttling, provision
 from airticket.provisioning import reshard as reshard_stream
 
 
-class Command(BaseCommand):
+class Command(AwsCommand):
     help = "Create the DynamoDB table, Kinesis stream, DLQ and (on AWS) the streaming destination and CDC trigger. Safe to re-run."
 
     def add_arguments(self, parser):

@@ -1,10 +1,9 @@
-from django.core.management.base import BaseCommand
-
 from admin_portal.models import ConsistencyOutcome
+from airticket.commands import AwsCommand
 from cdc_lambda import consistency
 
 
-class Command(BaseCommand):
+class Command(AwsCommand):
     help = (
         "Compare the command side (DynamoDB) with the read models (live items and versions per entity); "
         "with --repair, bring the read models back in line through the stream."

@@ -2,12 +2,13 @@ import sys
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from airticket.commands import AwsCommand
 from cdc_lambda import rebuild
 
 
-class Command(BaseCommand):
+class Command(AwsCommand):
     help = (
         "Rebuild the read models from DynamoDB (a parallel consistent Scan, or an S3 export) through the CDC "
         "projection, while the stream keeps flowing; then tombstone rows whose item is gone. Resumes after an interruption."

@@ -1,9 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from airticket.commands import AwsCommand
 from cdc_lambda import rebuild
 
 
-class Command(BaseCommand):
+class Command(AwsCommand):
     help = (
         "Compare DynamoDB with the read models (missing, stale and extra rows, with sample keys). "
         "Exits 1 when they differ; --repair projects exactly the differing items again."
