@@ -11,11 +11,12 @@ class AwsCommand(BaseCommand):
     refuses, it ends in one line naming the endpoint, not a botocore traceback. The usual cause
     locally is a shell without `make run`'s environment (docs/RUNBOOK.md gives it)."""
 
+    # What the user can do about it; a command that knows better says so.
+    aws_hint = "Against `make run`, export AWS_ENDPOINT_URL and the test credentials first (docs/RUNBOOK.md)."
+
     def execute(self, *args, **options):
         try:
             return super().execute(*args, **options)
         except (BotoCoreError, ClientError) as exc:
             endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS (no AWS_ENDPOINT_URL set)"
-            raise CommandError(
-                f"{endpoint}: {exc}. Against `make run`, export AWS_ENDPOINT_URL and the test credentials first (docs/RUNBOOK.md)."
-            ) from None
+            raise CommandError(f"{endpoint}: {exc}. {self.aws_hint}") from None

@@ -1,13 +1,14 @@
-import os
 import sys
 
-from botocore.exceptions import BotoCoreError, ClientError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from airticket.commands import AwsCommand
 from airticket.local import ingest
 
 
-class Command(BaseCommand):
+class Command(AwsCommand):
+    # Steps 10 and 11 talk to AWS directly: a wrong moto port is the usual cause.
+    aws_hint = "Steps 10 and 11 reach AWS directly; name it with --aws-endpoint."
     help = "The lab's data ingestor: an interactive menu, or scripted steps (numbers or 'demo') over HTTP."
 
     def add_arguments(self, parser):
@@ -40,10 +41,6 @@ class Command(BaseCommand):
                 self.interactive(ingestor)
         except (ingest.IngestError, ValueError) as exc:
             raise CommandError(str(exc)) from None
-        except (BotoCoreError, ClientError) as exc:
-            # Steps 10 and 11 talk to AWS directly: a wrong moto port is the usual cause.
-            endpoint = os.environ.get("AWS_ENDPOINT_URL", "AWS")
-            raise CommandError(f"{endpoint}: {exc} (steps 10 and 11 reach AWS directly; name it with --aws-endpoint)") from None
 
     def write(self, text: str = "", end: str = "\n") -> None:
         self.stdout.write(text, ending=end)
